@@ -1,0 +1,87 @@
+// What every actor kind declares, in one place (cf. Akka's EventSourcedBehavior):
+// its machine, how commands are parsed and decided, and how its state is shown.
+// Everything here is pure: no clock, no randomness, no I/O.
+import type { AnyStateMachine, AnyMachineSnapshot } from 'xstate';
+
+/** A journaled domain event: a type plus plain JSON data. */
+export interface DomainEvent {
+  readonly type: string;
+  readonly [field: string]: unknown;
+}
+
+/** A command after validation: its type and a payload that matched the kind's schema. */
+export interface Command {
+  readonly type: string;
+  readonly payload: Record<string, unknown>;
+}
+
+export type ParseResult =
+  | { readonly ok: true; readonly command: Command }
+  | { readonly ok: false; readonly code: 'BAD_REQUEST' | 'UNKNOWN_COMMAND'; readonly message: string };
+
+/**
+ * What a command decides, given the state. At most one event per command, so a message id
+ * names exactly one journal row and "no message id in two events" is checkable.
+ */
+export type Decision =
+  | { readonly outcome: 'accept'; readonly event: DomainEvent | null }
+  | { readonly outcome: 'reject'; readonly reason: string; readonly message: string };
+
+/** A command one actor sends to another as part of a saga. */
+export interface OutboundCommand {
+  readonly kind: string;
+  readonly id: string;
+  /** Deterministic, so every re-send after a crash or timeout is deduplicated by the target. */
+  readonly messageId: string;
+  readonly type: string;
+  readonly payload: Record<string, unknown>;
+  /** Echoed back in the answer, so the sender knows which step it answers. */
+  readonly tag: Record<string, unknown>;
+}
+
+/** The internal command that carries another actor's answer back into the saga's actor. */
+export const ANSWER_COMMAND = '@Answer';
+
+/** Payload of an ANSWER_COMMAND: the outbound command's tag plus the outcome. */
+export interface AnswerPayload {
+  readonly tag: Record<string, unknown>;
+  readonly ok: boolean;
+  readonly reason?: string;
+}
+
+/** A saga (started by one client command) finished with this event: the reply that command gets. */
+export interface SagaSettlement {
+  readonly messageId: string;
+  readonly outcome: { readonly ok: true } | { readonly ok: false; readonly reason: string; readonly message: string; readonly details?: Record<string, unknown> };
+}
+
+export interface InvariantFailure {
+  readonly invariant: string;
+  readonly detail: string;
+}
+
+export interface ActorKind {
+  readonly kind: string;
+  /** Bumped whenever the machine or context shape changes; snapshots of other versions are ignored. */
+  readonly machineVersion: number;
+  readonly machine: AnyStateMachine;
+  /** Commands answered from state without journaling anything. */
+  readonly queries: ReadonlySet<string>;
+  readonly commands: ReadonlySet<string>;
+  /** Parses a client command; `internal` also admits commands only the runtime may send (answers). */
+  parseCommand(type: string, payload: unknown, internal?: boolean): ParseResult;
+  /** `messageId` is the deciding message's id: a saga records which client command it answers. */
+  decide(state: AnyMachineSnapshot, command: Command, actorId: string, messageId?: string): Decision;
+  /** The state a client sees in replies and `ppos get`. */
+  publicState(state: AnyMachineSnapshot): Record<string, unknown>;
+  /** Commands this actor still owes other actors, derived from journaled state only. */
+  pendingEffects?(state: AnyMachineSnapshot, actorId: string): OutboundCommand[];
+  /** The message id of the client command whose saga is open in this state, if any. */
+  openSaga?(state: AnyMachineSnapshot): string | null;
+  /** The saga that `before → after` settled, if it did. */
+  settlement?(before: AnyMachineSnapshot, after: AnyMachineSnapshot): SagaSettlement | null;
+  /** Names of the domain invariants `invariantFailures` checks. */
+  readonly invariants: readonly string[];
+  /** Domain invariants that must hold after every event; each failure names its invariant. */
+  invariantFailures(state: AnyMachineSnapshot): InvariantFailure[];
+}
