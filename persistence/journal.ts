@@ -1,0 +1,133 @@
+// The journal port: what the runtime needs from durable storage, and nothing about how.
+// One PostgreSQL implementation stands behind it (the embedded default is the same code
+// against a PostgreSQL that ppos starts itself).
+import type { DomainEvent } from '../actors/kind.js';
+import type { PersistedState } from '../actors/state.js';
+
+export interface ActorRef {
+  readonly kind: string;
+  readonly id: string;
+}
+
+export const refKey = (ref: ActorRef): string => `${ref.kind}/${ref.id}`;
+
+/** A reply as recorded for dedupe: the reply minus `state`, which the journal can rebuild. */
+export interface StoredReply {
+  readonly ok: boolean;
+  readonly seq?: number;
+  readonly events?: readonly DomainEvent[];
+  readonly error?: { readonly code: string; readonly reason?: string; readonly message: string; readonly [k: string]: unknown };
+  /** Set while a saga answering this message has not settled yet. */
+  readonly pending?: boolean;
+}
+
+export interface DedupeRecord {
+  readonly messageId: string;
+  readonly fingerprint: string;
+  readonly reply: StoredReply;
+  /** The actor's seq right after this message was handled. */
+  readonly seq: number;
+}
+
+export interface JournaledEvent {
+  readonly seq: number;
+  readonly event: DomainEvent;
+  readonly messageId: string;
+  readonly correlationId: string | null;
+  readonly causationId: string | null;
+  readonly machineVersion: number;
+  readonly epoch: number;
+  readonly recordedAt: Date;
+}
+
+/** One command's contribution to an append: at most one event, and its dedupe record. */
+export interface AppendEntry {
+  readonly event: DomainEvent | null;
+  readonly messageId: string;
+  readonly fingerprint: string;
+  readonly reply: StoredReply;
+  readonly correlationId?: string | undefined;
+  readonly causationId?: string | undefined;
+  readonly recordedAt: Date;
+  /** A saga's settling event also finalises the dedupe record of the command that started it. */
+  readonly settles?: { readonly messageId: string; readonly reply: StoredReply } | undefined;
+}
+
+interface AppendTarget {
+  readonly ref: ActorRef;
+  /** The seq the writer believes is the actor's last; the first event becomes expectedSeq + 1. */
+  readonly expectedSeq: number;
+  readonly machineVersion: number;
+  /** Fencing token of the writer's lease on the actor's shard; 0 only where no leases exist. */
+  readonly epoch: number;
+  /** The actor's shard, whose lease epoch the append must match. */
+  readonly shard: number;
+}
+
+/** A single command's append. */
+export type AppendRequest = AppendTarget & AppendEntry;
+
+/**
+ * Several consecutive commands of one actor, decided one after the other on the state the
+ * earlier ones produce: written all together or not at all (a hot actor's commands share a commit).
+ */
+export interface AppendUnit extends AppendTarget {
+  readonly entries: readonly AppendEntry[];
+}
+
+export type AppendResult =
+  | { readonly status: 'committed' }
+  /** The message id was recorded before: nothing was written. */
+  | { readonly status: 'duplicate'; readonly record: DedupeRecord }
+  /** Another writer appended at expectedSeq + 1: nothing was written; reload before deciding again. */
+  | { readonly status: 'conflict' }
+  /** The message id is in the journal but its dedupe record has expired (retention). */
+  | { readonly status: 'expired-id' }
+  /** The writer's epoch is not the shard's current one: ownership moved, nothing was written. */
+  | { readonly status: 'fenced' };
+
+export type UnitResult =
+  | Exclude<AppendResult, { status: 'duplicate' }>
+  /** Some of the unit's message ids were recorded before: nothing of the unit was written. */
+  | { readonly status: 'duplicate'; readonly records: readonly DedupeRecord[] };
+
+export interface StoredSnapshot {
+  readonly seq: number;
+  readonly machineVersion: number;
+  readonly state: PersistedState;
+  readonly hash: string;
+}
+
+/** The journal could not be reached or did not answer. `ambiguous`: a commit may have landed. */
+export class JournalUnavailableError extends Error {
+  constructor(
+    message: string,
+    readonly ambiguous: boolean,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+}
+
+export interface Journal {
+  append(request: AppendRequest): Promise<AppendResult>;
+  appendUnit(unit: AppendUnit): Promise<UnitResult>;
+  /** Events with afterSeq < seq <= toSeq (toSeq defaults to the last), in seq order. */
+  readEvents(ref: ActorRef, afterSeq: number, toSeq?: number): Promise<JournaledEvent[]>;
+  headSeq(ref: ActorRef): Promise<number>;
+  /** Snapshots of this machine version at or before `atOrBeforeSeq`, newest first. */
+  snapshots(ref: ActorRef, machineVersion: number, atOrBeforeSeq?: number, limit?: number): Promise<StoredSnapshot[]>;
+  saveSnapshot(ref: ActorRef, snapshot: StoredSnapshot): Promise<void>;
+  findDedupe(ref: ActorRef, messageId: string): Promise<DedupeRecord | null>;
+  /** Every actor with at least one journaled event or dedupe record, optionally of one kind. */
+  listActors(kind?: string): Promise<ActorRef[]>;
+  /** Counts a repeat delivery answered from the dedupe record (best effort). */
+  noteDuplicate(ref: ActorRef, messageId: string): Promise<void>;
+  /** Repeat deliveries answered without being applied, over all actors. */
+  duplicatesAnswered(): Promise<number>;
+  /** Actors with a saga that has not settled (its starting command's record is still pending). */
+  openSagas(): Promise<ActorRef[]>;
+  /** Deletes settled dedupe records older than the retention; returns how many. */
+  pruneDedupe(olderThanHours: number): Promise<number>;
+  close(): Promise<void>;
+}

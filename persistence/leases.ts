@@ -1,0 +1,112 @@
+// Shard leases and node membership in PostgreSQL. Every lease carries an epoch (fencing
+// token) that only grows; the journal refuses an append whose epoch is not the shard's
+// current one (pg-journal.ts), so a paused or partitioned node can never append, whatever its
+// clock says. Expiry is judged by the database's clock alone.
+import type pg from 'pg';
+
+export interface Lease {
+  readonly shard: number;
+  readonly owner: string | null;
+  readonly epoch: number;
+  /** Milliseconds until the lease expires by the database's clock (negative: expired). */
+  readonly remainingMs: number;
+}
+
+export interface GrantedLease {
+  readonly shard: number;
+  readonly epoch: number;
+}
+
+export class LeaseStore {
+  constructor(private readonly pool: pg.Pool) {}
+
+  /** Creates the shard rows once; refuses a shard count that differs from the database's. */
+  async ensureShards(shardCount: number): Promise<void> {
+    const client = await this.pool.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query(`INSERT INTO ppos_cluster (key, value) VALUES ('shards', $1) ON CONFLICT (key) DO NOTHING`, [String(shardCount)]);
+      const stored = Number((await client.query(`SELECT value FROM ppos_cluster WHERE key = 'shards'`)).rows[0].value);
+      if (stored !== shardCount) {
+        throw new Error(`this journal is sharded ${stored} ways; start every node with --shards ${stored}`);
+      }
+      await client.query(
+        'INSERT INTO ppos_shard_leases (shard, owner, epoch, expires_at) SELECT s, NULL, 0, now() FROM generate_series(0, $1::int - 1) s ON CONFLICT DO NOTHING',
+        [shardCount],
+      );
+      await client.query('COMMIT');
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw error;
+    } finally {
+      client.release();
+    }
+  }
+
+  async heartbeat(node: string, draining: boolean): Promise<void> {
+    await this.pool.query(
+      `INSERT INTO ppos_nodes (node_id, started_at, heartbeat_at, draining) VALUES ($1, now(), now(), $2)
+       ON CONFLICT (node_id) DO UPDATE SET heartbeat_at = now(), draining = ppos_nodes.draining OR $2`,
+      [node, draining],
+    );
+  }
+
+  /** Nodes that heartbeated within `ttlMs` and are not draining, sorted. */
+  async liveNodes(ttlMs: number): Promise<string[]> {
+    const result = await this.pool.query(
+      `SELECT node_id FROM ppos_nodes WHERE heartbeat_at > now() - make_interval(secs => $1::float8 / 1000) AND NOT draining ORDER BY node_id`,
+      [ttlMs],
+    );
+    return result.rows.map((row) => row.node_id as string);
+  }
+
+  async leases(): Promise<Lease[]> {
+    const result = await this.pool.query(
+      `SELECT shard, owner, epoch, (extract(epoch FROM expires_at - now()) * 1000)::float8 AS remaining_ms FROM ppos_shard_leases ORDER BY shard`,
+    );
+    return result.rows.map((row) => ({ shard: row.shard, owner: row.owner, epoch: row.epoch, remainingMs: row.remaining_ms }));
+  }
+
+  /**
+   * Takes the shards that are free, expired, or already this node's (a restarted node with the
+   * same id takes its shards back at once). Each taken shard's epoch grows by one.
+   */
+  async acquire(node: string, shards: readonly number[], ttlMs: number): Promise<GrantedLease[]> {
+    if (shards.length === 0) return [];
+    const result = await this.pool.query(
+      `UPDATE ppos_shard_leases SET owner = $1, epoch = epoch + 1, expires_at = now() + make_interval(secs => $3::float8 / 1000)
+       WHERE shard = ANY($2::int[]) AND (owner IS NULL OR owner = $1 OR expires_at < now())
+       RETURNING shard, epoch`,
+      [node, shards, ttlMs],
+    );
+    return result.rows.map((row) => ({ shard: row.shard, epoch: row.epoch }));
+  }
+
+  /** Extends leases this node still holds at the same epoch; a shard missing from the answer is lost. */
+  async renew(node: string, held: readonly GrantedLease[], ttlMs: number): Promise<GrantedLease[]> {
+    if (held.length === 0) return [];
+    const result = await this.pool.query(
+      `UPDATE ppos_shard_leases l SET expires_at = now() + make_interval(secs => $4::float8 / 1000)
+       FROM unnest($2::int[], $3::bigint[]) AS h(shard, epoch)
+       WHERE l.shard = h.shard AND l.epoch = h.epoch AND l.owner = $1
+       RETURNING l.shard, l.epoch`,
+      [node, held.map((l) => l.shard), held.map((l) => l.epoch), ttlMs],
+    );
+    return result.rows.map((row) => ({ shard: row.shard, epoch: row.epoch }));
+  }
+
+  /** Gives a shard up at once (a clean handoff): the next owner need not wait for expiry. */
+  async release(node: string, leases: readonly GrantedLease[]): Promise<void> {
+    if (leases.length === 0) return;
+    await this.pool.query(
+      `UPDATE ppos_shard_leases l SET owner = NULL, expires_at = now()
+       FROM unnest($2::int[], $3::bigint[]) AS h(shard, epoch)
+       WHERE l.shard = h.shard AND l.epoch = h.epoch AND l.owner = $1`,
+      [node, leases.map((l) => l.shard), leases.map((l) => l.epoch)],
+    );
+  }
+
+  async leave(node: string): Promise<void> {
+    await this.pool.query('DELETE FROM ppos_nodes WHERE node_id = $1', [node]);
+  }
+}

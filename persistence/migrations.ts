@@ -1,0 +1,139 @@
+// Schema migrations: numbered, each applied once in its own transaction under an advisory
+// lock, so several nodes starting together cannot race or apply one twice.
+import type pg from 'pg';
+
+interface Migration {
+  readonly version: number;
+  readonly name: string;
+  readonly sql: string;
+}
+
+const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'journal, snapshots, dedupe',
+    sql: `
+      CREATE TABLE ppos_events (
+        kind            text        NOT NULL,
+        actor_id        text        NOT NULL,
+        seq             bigint      NOT NULL CHECK (seq > 0),
+        type            text        NOT NULL,
+        data            jsonb       NOT NULL,
+        message_id      text        NOT NULL,
+        correlation_id  text,
+        causation_id    text,
+        machine_version integer     NOT NULL,
+        epoch           bigint      NOT NULL DEFAULT 0,
+        recorded_at     timestamptz NOT NULL,
+        position        bigint      GENERATED ALWAYS AS IDENTITY,
+        PRIMARY KEY (kind, actor_id, seq)
+      );
+      -- One command appends at most one event, so a message id names at most one row:
+      -- the database itself refuses to apply a message twice.
+      CREATE UNIQUE INDEX ppos_events_message_id ON ppos_events (kind, actor_id, message_id);
+      CREATE UNIQUE INDEX ppos_events_position ON ppos_events (position);
+
+      CREATE FUNCTION ppos_refuse_event_change() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        RAISE EXCEPTION 'ppos_events is append-only: % refused', TG_OP
+          USING ERRCODE = 'insufficient_privilege';
+      END $$;
+      CREATE TRIGGER ppos_events_append_only BEFORE UPDATE OR DELETE ON ppos_events
+        FOR EACH ROW EXECUTE FUNCTION ppos_refuse_event_change();
+      CREATE TRIGGER ppos_events_no_truncate BEFORE TRUNCATE ON ppos_events
+        FOR EACH STATEMENT EXECUTE FUNCTION ppos_refuse_event_change();
+
+      CREATE TABLE ppos_snapshots (
+        kind            text        NOT NULL,
+        actor_id        text        NOT NULL,
+        seq             bigint      NOT NULL CHECK (seq > 0),
+        machine_version integer     NOT NULL,
+        state           jsonb       NOT NULL,
+        hash            text        NOT NULL,
+        created_at      timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (kind, actor_id, machine_version, seq)
+      );
+
+      CREATE TABLE ppos_dedupe (
+        kind        text        NOT NULL,
+        actor_id    text        NOT NULL,
+        message_id  text        NOT NULL,
+        fingerprint text        NOT NULL,
+        reply       json        NOT NULL, -- json, not jsonb: a repeat gets the first reply byte for byte
+        seq         bigint      NOT NULL,
+        recorded_at timestamptz NOT NULL,
+        -- Repeat deliveries answered from this record (best effort: counted after replying).
+        duplicates  integer     NOT NULL DEFAULT 0,
+        PRIMARY KEY (kind, actor_id, message_id)
+      );
+      CREATE INDEX ppos_dedupe_recorded_at ON ppos_dedupe (recorded_at);
+    `,
+  },
+  {
+    version: 2,
+    name: 'index of open sagas',
+    sql: `
+      -- A saga's starting command keeps a pending dedupe record until the saga settles: this
+      -- finds the sagas a restarted node must resume without scanning every record.
+      CREATE INDEX ppos_dedupe_pending ON ppos_dedupe (kind, actor_id) WHERE (reply->>'pending') = 'true';
+    `,
+  },
+  {
+    version: 3,
+    name: 'shard leases and node membership',
+    sql: `
+      CREATE TABLE ppos_cluster (key text PRIMARY KEY, value text NOT NULL);
+      -- One row per shard. epoch only grows: it is the fencing token every append carries.
+      CREATE TABLE ppos_shard_leases (
+        shard      integer     PRIMARY KEY,
+        owner      text,
+        epoch      bigint      NOT NULL DEFAULT 0,
+        expires_at timestamptz NOT NULL DEFAULT now()
+      );
+      CREATE TABLE ppos_nodes (
+        node_id      text        PRIMARY KEY,
+        started_at   timestamptz NOT NULL DEFAULT now(),
+        heartbeat_at timestamptz NOT NULL DEFAULT now(),
+        draining     boolean     NOT NULL DEFAULT false
+      );
+      ALTER TABLE ppos_events ADD COLUMN shard integer;
+    `,
+  },
+];
+
+/** An arbitrary constant naming ppos's migration lock among the database's advisory locks. */
+const MIGRATION_LOCK_KEY = 0x7070_6f73;
+
+export async function migrate(pool: pg.Pool): Promise<number[]> {
+  const client = await pool.connect();
+  const applied: number[] = [];
+  // Checked out, the client has no pool listener: a connection reset would be an unhandled
+  // 'error' event (a crash) instead of the rejected query the caller retries.
+  const ignore = (): void => undefined;
+  client.on('error', ignore);
+  try {
+    for (const migration of MIGRATIONS) {
+      await client.query('BEGIN');
+      try {
+        await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK_KEY]);
+        await client.query(
+          'CREATE TABLE IF NOT EXISTS ppos_schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())',
+        );
+        const done = await client.query('SELECT 1 FROM ppos_schema_migrations WHERE version = $1', [migration.version]);
+        if (done.rowCount === 0) {
+          await client.query(migration.sql);
+          await client.query('INSERT INTO ppos_schema_migrations (version, name) VALUES ($1, $2)', [migration.version, migration.name]);
+          applied.push(migration.version);
+        }
+        await client.query('COMMIT');
+      } catch (error) {
+        await client.query('ROLLBACK').catch(() => undefined);
+        throw error;
+      }
+    }
+  } finally {
+    client.off('error', ignore);
+    client.release();
+  }
+  return applied;
+}
