@@ -1,0 +1,535 @@
+// One live actor: its committed state and the handling of one message at a time
+// (the mailbox guarantees that). The order inside `handle` is the heart of the contract:
+// decide on the committed state, journal, and only then move memory and reply.
+import type { AnyMachineSnapshot } from 'xstate';
+import type { Logger } from 'pino';
+import type { ActorKind, Command, DomainEvent, SagaSettlement } from '../actors/kind.js';
+import { applyEvent } from '../actors/state.js';
+import {
+  JournalUnavailableError,
+  type ActorRef,
+  type AppendResult,
+  type UnitResult,
+  type DedupeRecord,
+  type Journal,
+  type StoredReply,
+} from '../persistence/journal.js';
+import { answerRepeat, fingerprint, RecentReplies, type RememberedReply } from './dedupe.js';
+import { errorReply, type Envelope, type Reply } from './envelope.js';
+import { loadState, snapshotOf, type LoadedState } from './recovery.js';
+
+export interface ActorHostOptions {
+  readonly journal: Journal;
+  readonly logger: Logger;
+  readonly snapshotEvery: number;
+  readonly recentReplies: number;
+  /** The actor's shard and the fencing token (lease epoch) this node holds for it. */
+  readonly fence: (ref: ActorRef) => { readonly shard: number; readonly epoch: number };
+  /** Called after each commit, memory already moved: sagas run their next effects, watchers get the event. */
+  readonly onCommitted?: (host: ActorHost, commit: CommitNotice) => void;
+  readonly metrics?: HostMetrics;
+}
+
+export interface CommitNotice {
+  readonly messageId: string;
+  /** Null when the command was recorded without changing state (a no-op or a rejection). */
+  readonly event: DomainEvent | null;
+  readonly seq: number;
+  readonly reply: Reply;
+  readonly recordedAt: Date;
+  readonly correlationId: string | undefined;
+  readonly causationId: string | undefined;
+}
+
+export interface HostMetrics {
+  appendLatency(ms: number): void;
+  snapshotSaved(): void;
+}
+
+export interface Incoming {
+  readonly envelope: Envelope;
+  readonly receivedAt: Date;
+  /** Sent by the runtime itself (a saga's answer), never by a client over NATS. */
+  readonly internal?: boolean;
+}
+
+/** A reply that waits for a saga to settle; the mailbox moves on meanwhile. */
+export interface DeferredReply {
+  readonly deferred: Promise<Reply>;
+}
+
+export const isDeferred = (handled: Reply | DeferredReply): handled is DeferredReply => 'deferred' in handled;
+
+/** A command decided on some state, not yet journaled. */
+interface Decided {
+  readonly incoming: Incoming;
+  readonly command: Command;
+  readonly print: string;
+  readonly event: DomainEvent | null;
+  readonly next: AnyMachineSnapshot;
+  /** The actor's seq after this command. */
+  readonly seq: number;
+  readonly stored: StoredReply;
+  readonly settlement: SagaSettlement | null;
+  readonly opensSaga: boolean;
+}
+
+/** Client commands whose saga is still open here, and whoever waits for their reply. */
+interface OpenSaga {
+  readonly fingerprint: string;
+  /** `repeat`: a redelivery of the command, answered with `duplicate: true`. */
+  readonly waiters: { readonly wake: (reply: Reply) => void; readonly repeat: boolean }[];
+}
+
+export class ActorHost {
+  private state: AnyMachineSnapshot;
+  private seqValue: number;
+  private snapshotSeqValue: number;
+  private readonly recent: RecentReplies;
+  private readonly openSagas = new Map<string, OpenSaga>();
+  /** Set when memory may disagree with the journal; the registry then drops this host. */
+  broken = false;
+  messagesHandled = 0;
+  readonly activatedAt = new Date();
+
+  constructor(
+    readonly ref: ActorRef,
+    readonly kind: ActorKind,
+    loaded: LoadedState,
+    private readonly options: ActorHostOptions,
+  ) {
+    this.state = loaded.state;
+    this.seqValue = loaded.seq;
+    this.snapshotSeqValue = loaded.snapshotSeq;
+    this.recent = new RecentReplies(options.recentReplies);
+  }
+
+  static async activate(ref: ActorRef, kind: ActorKind, options: ActorHostOptions): Promise<{ host: ActorHost; loaded: LoadedState }> {
+    const loaded = await loadState(options.journal, kind, ref);
+    for (const rejected of loaded.rejectedSnapshots) {
+      options.logger.warn({ actor: `${ref.kind}/${ref.id}`, snapshotSeq: rejected.seq, problem: rejected.problem }, 'snapshot skipped; replayed instead');
+    }
+    return { host: new ActorHost(ref, kind, loaded, options), loaded };
+  }
+
+  get seq(): number {
+    return this.seqValue;
+  }
+
+  get snapshotSeq(): number {
+    return this.snapshotSeqValue;
+  }
+
+  get current(): AnyMachineSnapshot {
+    return this.state;
+  }
+
+  /** True while a client waits on one of this actor's sagas: it must not be passivated. */
+  get hasWaiters(): boolean {
+    return this.openSagas.size > 0;
+  }
+
+  recentMessageIds(limit: number): string[] {
+    return this.recent.recentIds(limit);
+  }
+
+  get rememberedReplies(): number {
+    return this.recent.size;
+  }
+
+  /** This memory is being dropped: tell waiting clients to retry (the saga resumes on reactivation). */
+  abandon(): void {
+    for (const [messageId, saga] of this.openSagas) {
+      for (const { wake } of saga.waiters) wake(errorReply('UNAVAILABLE', `saga of ${messageId} is still running; retry with the same id`));
+    }
+    this.openSagas.clear();
+  }
+
+  async handle(incoming: Incoming): Promise<Reply | DeferredReply> {
+    return (await this.handleBatch([incoming]))[0]!;
+  }
+
+  /**
+   * Handles consecutive messages of the mailbox. Consecutive plain commands are decided one
+   * after the other, each on the state the previous ones produce, and journaled as one unit in
+   * one commit (all or nothing); memory moves and replies go out only once it has landed. A hot
+   * actor so pays one commit per batch, not per command. Queries, repeats, and commands that
+   * start or settle a saga are handled on their own, on committed state.
+   */
+  async handleBatch(items: readonly Incoming[]): Promise<(Reply | DeferredReply)[]> {
+    const results: (Reply | DeferredReply)[] = new Array(items.length);
+    let i = 0;
+    while (i < items.length) {
+      if (this.broken) {
+        // Memory may be behind the journal now: the rest must be retried on a reloaded actor.
+        for (; i < items.length; i += 1) results[i] = errorReply('UNAVAILABLE', 'actor is reloading after a journal failure; nothing was applied, retry');
+        break;
+      }
+      const unit: { index: number; decided: Decided }[] = [];
+      const ids = new Set<string>();
+      let state = this.state;
+      let seq = this.seqValue;
+      let j = i;
+      for (; j < items.length; j += 1) {
+        const item = items[j]!;
+        // The same id twice: the repeat must see the first one's committed outcome.
+        if (ids.has(item.envelope.id)) break;
+        const pre = this.preflight(item);
+        if ('answer' in pre) {
+          // A query answers from committed state: it waits for the commands before it.
+          if (pre.query && unit.length > 0) break;
+          this.messagesHandled += 1;
+          results[j] = pre.answer;
+          continue;
+        }
+        const decided = this.decideOn(state, seq, item, pre.command, pre.print);
+        if (decided.settlement || decided.opensSaga) {
+          if (unit.length > 0) break;
+          this.messagesHandled += 1;
+          results[j] = await this.appendAlone(item, pre.command, pre.print, decided);
+          j += 1;
+          break;
+        }
+        this.messagesHandled += 1;
+        unit.push({ index: j, decided });
+        ids.add(item.envelope.id);
+        state = decided.next;
+        seq = decided.seq;
+      }
+      if (unit.length === 1) {
+        const { index, decided } = unit[0]!;
+        results[index] = await this.appendAlone(items[index]!, decided.command, decided.print, decided);
+      } else if (unit.length > 1) {
+        const replies = await this.commitUnit(unit.map((u) => u.decided));
+        if (replies === 'split') {
+          // Nothing of the unit was written (a repeat the journal knew, or a conflict): each
+          // command again, alone, on the committed state.
+          for (const { index, decided } of unit) {
+            results[index] = this.broken
+              ? errorReply('UNAVAILABLE', 'actor is reloading after a journal failure; nothing was applied, retry')
+              : await this.appendAlone(items[index]!, decided.command, decided.print);
+          }
+        } else {
+          replies.forEach((reply, k) => {
+            results[unit[k]!.index] = reply;
+          });
+        }
+      }
+      i = j;
+    }
+    return results;
+  }
+
+  /** What can be answered without deciding: bad input, queries, repeats, waits on open sagas. */
+  private preflight(incoming: Incoming): { answer: Reply | DeferredReply; query: boolean } | { command: Command; print: string } {
+    const { envelope } = incoming;
+    const parsed = this.kind.parseCommand(envelope.type, envelope.payload, incoming.internal ?? false);
+    if (!parsed.ok) return { answer: errorReply(parsed.code, parsed.message), query: false };
+    const command = parsed.command;
+    if (this.kind.queries.has(command.type)) return { answer: this.okReply(this.seqValue, []), query: true };
+    const print = fingerprint(command.type, command.payload);
+    const open = this.openSagas.get(envelope.id);
+    if (open) return { answer: this.waitForSaga(envelope.id, open.fingerprint, print), query: false };
+    const remembered = this.recent.get(envelope.id);
+    if (remembered) return { answer: this.repeat(remembered, print, envelope.id), query: false };
+    return { command, print };
+  }
+
+  /** One command on its own: decide, journal, and on a conflict reload and try once more. */
+  private async appendAlone(incoming: Incoming, command: Command, print: string, decided?: Decided): Promise<Reply | DeferredReply> {
+    const first = await this.decideAndAppend(incoming, command, print, decided);
+    if (first !== 'conflict') return first;
+    // Someone else appended to this actor's journal: reload, and try once more on fresh state.
+    this.options.logger.warn({ actor: `${this.ref.kind}/${this.ref.id}`, seq: this.seqValue }, 'journal conflict; reloading');
+    try {
+      const reloaded = await loadState(this.options.journal, this.kind, this.ref);
+      this.state = reloaded.state;
+      this.seqValue = reloaded.seq;
+      this.snapshotSeqValue = reloaded.snapshotSeq;
+    } catch (error) {
+      this.broken = true;
+      return errorReply('UNAVAILABLE', `could not reload after a journal conflict: ${(error as Error).message}`);
+    }
+    const second = await this.decideAndAppend(incoming, command, print);
+    if (second !== 'conflict') return second;
+    this.broken = true;
+    return errorReply('UNAVAILABLE', 'another writer keeps appending to this actor; nothing was applied');
+  }
+
+  /** Decides `command` on `state` (committed, or speculative inside a batch). Pure. */
+  private decideOn(state: AnyMachineSnapshot, seq: number, incoming: Incoming, command: Command, print: string): Decided {
+    const { envelope } = incoming;
+    const decision = this.kind.decide(state, command, this.ref.id, envelope.id);
+    if (decision.outcome === 'reject') {
+      const stored: StoredReply = { ok: false, error: { code: 'REJECTED', reason: decision.reason, message: decision.message } };
+      return { incoming, command, print, event: null, next: state, seq, stored, settlement: null, opensSaga: false };
+    }
+    const event = decision.event;
+    if (event && !state.can(event as never)) {
+      const stored: StoredReply = {
+        ok: false,
+        error: { code: 'REJECTED', reason: 'INVALID_STATE', message: `${command.type} is not allowed in state ${JSON.stringify(state.value)}` },
+      };
+      return { incoming, command, print, event: null, next: state, seq, stored, settlement: null, opensSaga: false };
+    }
+    const next = event ? applyEvent(this.kind, state, event) : state;
+    const nextSeq = seq + (event ? 1 : 0);
+    const settlement = event ? (this.kind.settlement?.(state, next) ?? null) : null;
+    const opensSaga = event !== null && this.kind.openSaga?.(state) !== envelope.id && this.kind.openSaga?.(next) === envelope.id;
+    const stored: StoredReply = { ok: true, seq: nextSeq, events: event ? [event] : [], ...(opensSaga ? { pending: true } : {}) };
+    return { incoming, command, print, event, next, seq: nextSeq, stored, settlement, opensSaga };
+  }
+
+  /** Journals a batch's plain commands in one unit; 'split' when nothing was written and each must go alone. */
+  private async commitUnit(unit: readonly Decided[]): Promise<Reply[] | 'split'> {
+    let result: UnitResult;
+    const appendStarted = performance.now();
+    try {
+      result = await this.options.journal.appendUnit({
+        ref: this.ref,
+        expectedSeq: this.seqValue,
+        machineVersion: this.kind.machineVersion,
+        ...this.options.fence(this.ref),
+        entries: unit.map((d) => ({
+          event: d.event,
+          messageId: d.incoming.envelope.id,
+          fingerprint: d.print,
+          reply: d.stored,
+          correlationId: d.incoming.envelope.correlationId,
+          causationId: d.incoming.envelope.causationId,
+          recordedAt: d.incoming.receivedAt,
+        })),
+      });
+    } catch (error) {
+      if (!(error instanceof JournalUnavailableError)) throw error;
+      if (error.ambiguous) this.broken = true;
+      return unit.map(() => errorReply('UNAVAILABLE', `${error.message}; nothing was applied, retry with the same id`));
+    }
+    this.options.metrics?.appendLatency(performance.now() - appendStarted);
+    if (result.status === 'fenced') {
+      this.broken = true;
+      return unit.map(() => errorReply('UNAVAILABLE', `${this.ref.kind}/${this.ref.id} is now owned elsewhere; nothing was applied, retry`));
+    }
+    if (result.status !== 'committed') return 'split';
+    // Journal first, memory second: the state moves through each command's result in order.
+    const replies: Reply[] = [];
+    for (const d of unit) {
+      this.state = d.next;
+      this.seqValue = d.seq;
+      const reply: Reply = d.stored.ok
+        ? { ok: true, duplicate: false, seq: d.seq, events: d.stored.events ?? [], state: this.kind.publicState(d.next) }
+        : { ok: false, duplicate: false, error: d.stored.error as never };
+      this.recent.remember(d.incoming.envelope.id, { fingerprint: d.print, reply });
+      this.options.onCommitted?.(this, {
+        messageId: d.incoming.envelope.id,
+        event: d.event,
+        seq: d.seq,
+        reply,
+        recordedAt: d.incoming.receivedAt,
+        correlationId: d.incoming.envelope.correlationId,
+        causationId: d.incoming.envelope.causationId,
+      });
+      replies.push(reply);
+    }
+    this.maybeSnapshot();
+    return replies;
+  }
+
+  private async decideAndAppend(incoming: Incoming, command: Command, print: string, given?: Decided): Promise<Reply | DeferredReply | 'conflict'> {
+    const { envelope } = incoming;
+    const decided = given ?? this.decideOn(this.state, this.seqValue, incoming, command, print);
+    const { event, next, settlement, opensSaga } = decided;
+    let stored = decided.stored;
+    const nextSeq = (): number => decided.seq;
+
+    // A saga that settles with this event: its starting command's reply is final now, and is
+    // recorded in the same statement as the event, so no crash can separate the two.
+    let settled: { messageId: string; reply: StoredReply } | undefined;
+    if (settlement) {
+      const reply = await this.settledReply(settlement, event!, nextSeq());
+      if (reply === null) return errorReply('UNAVAILABLE', 'could not read the saga to settle it; nothing was applied, retry');
+      if (settlement.messageId === envelope.id) stored = reply; // started and settled by one command
+      else settled = { messageId: settlement.messageId, reply };
+    }
+
+    let result: AppendResult;
+    const appendStarted = performance.now();
+    try {
+      result = await this.options.journal.append({
+        ref: this.ref,
+        expectedSeq: this.seqValue,
+        event,
+        messageId: envelope.id,
+        fingerprint: print,
+        reply: stored,
+        correlationId: envelope.correlationId,
+        causationId: envelope.causationId,
+        machineVersion: this.kind.machineVersion,
+        recordedAt: incoming.receivedAt,
+        ...this.options.fence(this.ref),
+        settles: settled,
+      });
+    } catch (error) {
+      if (error instanceof JournalUnavailableError) {
+        // The commit may have landed: drop this memory so the next message reloads from the
+        // journal, whose dedupe record then answers a retry of this very message.
+        if (error.ambiguous) this.broken = true;
+        return errorReply('UNAVAILABLE', `${error.message}; nothing was applied, retry with the same id`);
+      }
+      throw error;
+    }
+    this.options.metrics?.appendLatency(performance.now() - appendStarted);
+
+    switch (result.status) {
+      case 'committed': {
+        // Journal first, memory second: only now does the state move.
+        this.state = next;
+        this.seqValue = stored.seq ?? this.seqValue;
+        const reply = this.toReply(stored);
+        let handled: Reply | DeferredReply = reply;
+        if (opensSaga && stored.pending) {
+          handled = this.waitForSaga(envelope.id, print, print, false);
+        } else {
+          this.recent.remember(envelope.id, { fingerprint: print, reply });
+        }
+        if (settled) this.finishSaga(settled.messageId, settled.reply);
+        this.maybeSnapshot();
+        this.options.onCommitted?.(this, {
+          messageId: envelope.id,
+          event,
+          seq: this.seqValue,
+          reply,
+          recordedAt: incoming.receivedAt,
+          correlationId: envelope.correlationId,
+          causationId: envelope.causationId,
+        });
+        return handled;
+      }
+      case 'duplicate':
+        // The journal recorded this message past what memory holds: a commit this actor never
+        // saw land (an append that failed ambiguously and finished later). Memory is behind the
+        // journal; drop it, or a no-op decided next on the older state (a Release of a
+        // reservation memory does not know) would slip past the journal's seq check.
+        if (Math.max(result.record.seq, result.record.reply.seq ?? 0) > this.seqValue) this.broken = true;
+        return this.answerRecorded(result.record, print, envelope.id);
+      case 'conflict':
+        return 'conflict';
+      case 'fenced':
+        // Ownership moved under us: this memory belongs to the past owner's view.
+        this.broken = true;
+        return errorReply('UNAVAILABLE', `${this.ref.kind}/${this.ref.id} is now owned elsewhere; nothing was applied, retry`);
+      case 'expired-id':
+        return {
+          ok: false,
+          duplicate: true,
+          error: { code: 'ID_REUSED', message: `message id ${envelope.id} was already applied here; its recorded reply has expired` },
+        };
+    }
+  }
+
+  /** The final reply of a saga's starting command: every event from its start to `lastEvent`. */
+  private async settledReply(settlement: SagaSettlement, lastEvent: DomainEvent, lastSeq: number): Promise<StoredReply | null> {
+    if (!settlement.outcome.ok) {
+      const { reason, message, details } = settlement.outcome;
+      return { ok: false, error: { code: 'REJECTED', reason, message, ...(details ?? {}) } };
+    }
+    try {
+      const start = await this.options.journal.findDedupe(this.ref, settlement.messageId);
+      const startSeq = start?.seq ?? lastSeq;
+      const earlier = startSeq < lastSeq ? await this.options.journal.readEvents(this.ref, startSeq - 1, lastSeq - 1) : [];
+      return { ok: true, seq: lastSeq, events: [...earlier.map((e) => e.event), lastEvent] };
+    } catch {
+      return null;
+    }
+  }
+
+  private finishSaga(messageId: string, stored: StoredReply): void {
+    const reply = this.toReply(stored);
+    const open = this.openSagas.get(messageId);
+    this.openSagas.delete(messageId);
+    if (!open) return;
+    this.recent.remember(messageId, { fingerprint: open.fingerprint, reply });
+    for (const { wake, repeat } of open.waiters) wake(repeat ? { ...reply, duplicate: true } : reply);
+  }
+
+  /** Waits for the open saga of `messageId`; a repeat of the command waits for the same reply. */
+  private waitForSaga(messageId: string, sagaFingerprint: string, incomingFingerprint: string, repeat = true): Reply | DeferredReply {
+    if (sagaFingerprint !== incomingFingerprint) {
+      return { ok: false, duplicate: true, error: { code: 'ID_REUSED', message: `message id ${messageId} was already used here for a different command` } };
+    }
+    let open = this.openSagas.get(messageId);
+    if (!open) {
+      open = { fingerprint: sagaFingerprint, waiters: [] };
+      this.openSagas.set(messageId, open);
+    }
+    const saga = open;
+    return { deferred: new Promise<Reply>((wake) => saga.waiters.push({ wake, repeat })) };
+  }
+
+  /** A message id the journal had recorded (after a restart, or past this cache). */
+  private async answerRecorded(record: DedupeRecord, print: string, messageId: string): Promise<Reply | DeferredReply> {
+    if (record.reply.pending) {
+      // Its saga is still running (this activation resumes it): wait for the settled reply.
+      if (this.kind.openSaga?.(this.state) !== messageId) {
+        return errorReply('UNAVAILABLE', `saga of ${messageId} is not open on this actor's state; retry`);
+      }
+      return this.waitForSaga(messageId, record.fingerprint, print);
+    }
+    let reply: Reply;
+    // A settled saga's reply is at its settling event; the record's own seq stays at its start.
+    const answeredAt = record.reply.seq ?? record.seq;
+    if (!record.reply.ok || answeredAt === this.seqValue) {
+      reply = this.toReply(record.reply);
+    } else {
+      // The first reply carried the state as it was right after it; rebuild exactly that.
+      try {
+        const then = await loadState(this.options.journal, this.kind, this.ref, answeredAt);
+        reply = { ok: true, duplicate: false, seq: answeredAt, events: record.reply.events ?? [], state: this.kind.publicState(then.state) };
+      } catch (error) {
+        return errorReply('UNAVAILABLE', `could not read the recorded reply: ${(error as Error).message}`);
+      }
+    }
+    const entry = { fingerprint: record.fingerprint, reply };
+    this.recent.remember(messageId, entry);
+    return this.repeat(entry, print, messageId);
+  }
+
+  private repeat(entry: RememberedReply, print: string, messageId: string): Reply {
+    const answer = answerRepeat(entry, print, messageId);
+    if (answer.ok || answer.error.code !== 'ID_REUSED') {
+      this.options.journal.noteDuplicate(this.ref, messageId).catch(() => undefined); // evidence only
+    }
+    return answer;
+  }
+
+  private toReply(stored: StoredReply): Reply {
+    if (!stored.ok) return { ok: false, duplicate: false, error: stored.error as never };
+    return this.okReply(stored.seq ?? this.seqValue, stored.events ?? []);
+  }
+
+  private okReply(seq: number, events: readonly DomainEvent[]): Reply {
+    return { ok: true, duplicate: false, seq, events, state: this.kind.publicState(this.state) };
+  }
+
+  /** Saves a snapshot of the committed state now (e.g. before a handoff), unless one is current. */
+  async snapshotNow(): Promise<void> {
+    if (this.seqValue === 0 || this.seqValue === this.snapshotSeqValue) return;
+    const snapshot = snapshotOf(this.kind, this.state, this.seqValue);
+    await this.options.journal.saveSnapshot(this.ref, snapshot);
+    this.snapshotSeqValue = snapshot.seq;
+    this.options.metrics?.snapshotSaved();
+  }
+
+  private maybeSnapshot(): void {
+    if (this.seqValue - this.snapshotSeqValue < this.options.snapshotEvery) return;
+    const snapshot = snapshotOf(this.kind, this.state, this.seqValue);
+    this.snapshotSeqValue = snapshot.seq;
+    // A snapshot is only an optimisation: losing one costs replay time, never correctness.
+    this.options.journal.saveSnapshot(this.ref, snapshot).then(
+      () => this.options.metrics?.snapshotSaved(),
+      (error: Error) => {
+        this.options.logger.warn({ actor: `${this.ref.kind}/${this.ref.id}`, seq: snapshot.seq, err: error.message }, 'snapshot not saved');
+      },
+    );
+  }
+}

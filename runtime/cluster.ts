@@ -1,0 +1,218 @@
+// Shard ownership across nodes: leases in PostgreSQL, renewed on a heartbeat; the desired owner
+// of each shard by rendezvous hashing over the live nodes; clean handoffs; takeover of a dead
+// node's shards after its leases expire.
+//
+// Safety: a node applies commands for a shard only until `validUntil`, which it computes from
+// its own monotonic clock as (time it *sent* the renewal) + lease - margin. The database sets
+// expiry to (its now() when the renewal ran) + lease, which is later, and another node can take
+// the shard only after that expiry by the database's clock. So with clock rates that agree
+// within the margin, the old owner has stopped before a new one starts. And if they do not (a
+// paused process, a wild clock), the journal still refuses the old owner: every append carries
+// the lease epoch and is fenced in the same statement (pg-journal.ts).
+import type { Logger } from 'pino';
+import type { ActorRef } from '../persistence/journal.js';
+import type { GrantedLease, LeaseStore } from '../persistence/leases.js';
+import type { Fence, Ownership, Route } from './ownership.js';
+import { desiredOwner, shardOf } from './sharding.js';
+
+export interface ClusterOptions {
+  readonly nodeId: string;
+  readonly leases: LeaseStore;
+  readonly shardCount: number;
+  readonly leaseMs: number;
+  readonly renewMs: number;
+  readonly logger: Logger;
+  /** Shards just taken: resume their open sagas. */
+  readonly onAcquired: (shards: readonly number[]) => void;
+  /** Shards about to be given up (or already lost): finish their messages, snapshot, unload. */
+  readonly unload: (shards: ReadonlySet<number>) => Promise<void>;
+  /** This node handed shards over or took some: tell the others to read the lease table now. */
+  readonly onChanged?: () => void;
+}
+
+interface Held {
+  readonly epoch: number;
+  /** performance.now() after which this node no longer acts for the shard. */
+  validUntil: number;
+  handingOff: boolean;
+}
+
+export interface ShardView {
+  readonly shard: number;
+  readonly owner: string | null;
+  readonly epoch: number;
+}
+
+export class ClusterOwnership implements Ownership {
+  private readonly held = new Map<number, Held>();
+  /** Lease owners as last read, for forwarding (null: expired or free). */
+  private owners: (string | null)[];
+  private timer: NodeJS.Timeout | undefined;
+  private cycling: Promise<void> | undefined;
+  /** A nudge came in while a cycle ran: run one more after it, so no change goes unread. */
+  private cycleAgain = false;
+  private draining = false;
+  private liveNodes: string[] = [];
+
+  constructor(private readonly options: ClusterOptions) {
+    this.owners = new Array<string | null>(options.shardCount).fill(null);
+  }
+
+  private get margin(): number {
+    return Math.max(500, this.options.leaseMs / 5);
+  }
+
+  async start(): Promise<void> {
+    await this.options.leases.ensureShards(this.options.shardCount);
+    await this.cycle();
+    this.timer = setInterval(() => void this.cycle(), this.options.renewMs);
+    this.timer.unref();
+  }
+
+  route(ref: ActorRef): Route {
+    const shard = shardOf(ref, this.options.shardCount);
+    const held = this.held.get(shard);
+    if (held && !held.handingOff && performance.now() < held.validUntil) return { local: true, shard, epoch: held.epoch };
+    const owner = this.owners[shard] ?? null;
+    return { local: false, shard, owner: owner === this.options.nodeId ? null : owner };
+  }
+
+  fence(ref: ActorRef): Fence {
+    const shard = shardOf(ref, this.options.shardCount);
+    const held = this.held.get(shard);
+    // -1 matches no lease: an append for a shard this node does not hold is refused.
+    return { shard, epoch: held && performance.now() < held.validUntil ? held.epoch : -1 };
+  }
+
+  shardOf(ref: ActorRef): number {
+    return shardOf(ref, this.options.shardCount);
+  }
+
+  /** The shards this node holds now. */
+  heldShards(): number[] {
+    const now = performance.now();
+    return [...this.held].filter(([, h]) => h.validUntil > now).map(([shard]) => shard).sort((a, b) => a - b);
+  }
+
+  view(): { nodes: string[]; shards: ShardView[] } {
+    return {
+      nodes: this.liveNodes,
+      shards: this.owners.map((owner, shard) => ({ shard, owner, epoch: this.held.get(shard)?.epoch ?? 0 })),
+    };
+  }
+
+  /** Runs a cycle now (e.g. when another node says the membership changed). */
+  nudge(): void {
+    void this.cycle();
+  }
+
+  /** Graceful exit: leave the member list, finish and hand over every shard at once. */
+  async drain(): Promise<void> {
+    this.draining = true;
+    if (this.timer) clearInterval(this.timer);
+    await this.cycling?.catch(() => undefined);
+    try {
+      await this.options.leases.heartbeat(this.options.nodeId, true);
+    } catch {
+      // the database may be gone; the leases then simply expire
+    }
+    const all = [...this.held.keys()];
+    for (const shard of all) this.held.get(shard)!.handingOff = true;
+    await this.options.unload(new Set(all));
+    const leases = all.map((shard) => ({ shard, epoch: this.held.get(shard)!.epoch }));
+    this.held.clear();
+    try {
+      await this.options.leases.release(this.options.nodeId, leases);
+      await this.options.leases.leave(this.options.nodeId);
+    } catch (error) {
+      this.options.logger.warn({ err: (error as Error).message }, 'could not release shard leases; they expire on their own');
+    }
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+  }
+
+  private cycle(): Promise<void> {
+    if (this.draining) return this.cycling ?? Promise.resolve();
+    if (this.cycling) {
+      this.cycleAgain = true;
+      return this.cycling;
+    }
+    this.cycling = this.runCycle()
+      .catch((error: Error) => this.options.logger.warn({ err: error.message }, 'shard lease cycle failed; retrying'))
+      .finally(() => {
+        this.cycling = undefined;
+        if (this.cycleAgain) {
+          this.cycleAgain = false;
+          void this.cycle();
+        }
+      });
+    return this.cycling;
+  }
+
+  private async runCycle(): Promise<void> {
+    const { leases, nodeId, leaseMs } = this.options;
+    const sentAt = performance.now();
+    await leases.heartbeat(nodeId, false);
+    this.liveNodes = await leases.liveNodes(leaseMs);
+    const members = this.liveNodes.includes(nodeId) ? this.liveNodes : [...this.liveNodes, nodeId].sort();
+
+    // Renew what we hold; whatever is missing from the answer was lost.
+    const heldList: GrantedLease[] = [...this.held].filter(([, h]) => !h.handingOff).map(([shard, h]) => ({ shard, epoch: h.epoch }));
+    const renewed = new Set((await leases.renew(nodeId, heldList, leaseMs)).map((l) => l.shard));
+    const lost = heldList.filter((l) => !renewed.has(l.shard)).map((l) => l.shard);
+    for (const shard of renewed) this.held.get(shard)!.validUntil = sentAt + leaseMs - this.margin;
+    if (lost.length > 0) {
+      this.options.logger.warn({ shards: lost }, 'shard leases lost');
+      for (const shard of lost) {
+        this.held.delete(shard);
+        this.owners[shard] = null;
+      }
+      await this.options.unload(new Set(lost));
+    }
+
+    const table = await leases.leases();
+    this.owners = table.map((l) => (l.owner !== null && l.remainingMs > 0 ? l.owner : null));
+    for (const shard of this.held.keys()) this.owners[shard] = nodeId;
+
+    // Hand over shards that belong to another live node now (a node joined).
+    const handOff = [...this.held]
+      .filter(([shard, h]) => !h.handingOff && desiredOwner(shard, members) !== nodeId)
+      .map(([shard]) => shard);
+    if (handOff.length > 0) {
+      for (const shard of handOff) this.held.get(shard)!.handingOff = true;
+      await this.options.unload(new Set(handOff));
+      const released = handOff.map((shard) => ({ shard, epoch: this.held.get(shard)!.epoch }));
+      // Until the next read of the lease table, route to the node the shard was handed to: the
+      // entry must not keep naming this node, or inspections here would answer for an actor
+      // that the new owner may already have active.
+      for (const shard of handOff) {
+        this.held.delete(shard);
+        this.owners[shard] = desiredOwner(shard, members);
+      }
+      await leases.release(nodeId, released);
+      this.options.logger.info({ shards: handOff.length }, 'shards handed over');
+      this.options.onChanged?.();
+    }
+
+    // Take the shards that are ours by the member list and free (or expired, or already ours).
+    const wanted = table
+      .filter((l) => !this.held.has(l.shard) && desiredOwner(l.shard, members) === nodeId)
+      .filter((l) => l.owner === null || l.owner === nodeId || l.remainingMs <= 0)
+      .map((l) => l.shard);
+    if (wanted.length > 0) {
+      const acquiredAt = performance.now();
+      const granted = await leases.acquire(nodeId, wanted, leaseMs);
+      for (const lease of granted) {
+        this.held.set(lease.shard, { epoch: lease.epoch, validUntil: acquiredAt + leaseMs - this.margin, handingOff: false });
+        this.owners[lease.shard] = nodeId;
+      }
+      if (granted.length > 0) {
+        this.options.logger.info({ shards: granted.length, held: this.held.size }, 'shards acquired');
+        this.options.onAcquired(granted.map((l) => l.shard));
+        this.options.onChanged?.();
+      }
+    }
+  }
+}

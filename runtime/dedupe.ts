@@ -1,0 +1,60 @@
+// Recognising a message seen before. The journal's dedupe table is the authority (it is
+// written in the same statement as the events); this cache only saves a round trip for
+// recent repeats, and holds nothing that was not committed.
+import { createHash } from 'node:crypto';
+import stringify from 'safe-stable-stringify';
+import type { Reply } from './envelope.js';
+
+/** Same command, same fingerprint: key order in the payload does not matter. */
+export function fingerprint(type: string, payload: Record<string, unknown>): string {
+  return createHash('sha256')
+    .update(stringify({ type, payload }) ?? '')
+    .digest('base64url')
+    .slice(0, 32);
+}
+
+export interface RememberedReply {
+  readonly fingerprint: string;
+  readonly reply: Reply;
+}
+
+/** A small LRU of the actor's latest replies by message id. */
+export class RecentReplies {
+  private readonly entries = new Map<string, RememberedReply>();
+
+  constructor(private readonly capacity: number) {}
+
+  get(messageId: string): RememberedReply | undefined {
+    return this.entries.get(messageId);
+  }
+
+  remember(messageId: string, entry: RememberedReply): void {
+    this.entries.delete(messageId);
+    this.entries.set(messageId, entry);
+    if (this.entries.size > this.capacity) {
+      const oldest = this.entries.keys().next().value;
+      if (oldest !== undefined) this.entries.delete(oldest);
+    }
+  }
+
+  /** Newest first. */
+  recentIds(limit: number): string[] {
+    return [...this.entries.keys()].slice(-limit).reverse();
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+}
+
+/** The answer to a message id seen before: the first reply, or ID_REUSED when the command differs. */
+export function answerRepeat(entry: RememberedReply, incomingFingerprint: string, messageId: string): Reply {
+  if (entry.fingerprint !== incomingFingerprint) {
+    return {
+      ok: false,
+      duplicate: true,
+      error: { code: 'ID_REUSED', message: `message id ${messageId} was already used here for a different command` },
+    };
+  }
+  return { ...entry.reply, duplicate: true };
+}
