@@ -1,0 +1,153 @@
+// The dashboard server's API (src/dashboard/server.ts), as the page sees it.
+
+export interface Percentiles {
+  readonly p50: number | null;
+  readonly p99: number | null;
+}
+
+export interface NodeStats {
+  readonly node: string;
+  readonly uptimeSeconds: number;
+  readonly commands: number;
+  readonly commandsPerSecond: number;
+  readonly latencyMs: Percentiles;
+  readonly appendLatencyMs: Percentiles;
+  readonly snapshotsSaved: number;
+  readonly activeActors: number;
+  readonly mailboxDepth: number;
+  readonly activations: number;
+  readonly passivations: number;
+}
+
+export interface ActiveActor {
+  readonly node: string;
+  readonly kind: string;
+  readonly id: string;
+  readonly seq: number;
+  readonly mailboxDepth: number;
+  readonly messages: number;
+  readonly activatedAt: string;
+  readonly lastUsedAt: string;
+}
+
+export interface ClusterView {
+  readonly at: string;
+  readonly nodes: readonly NodeStats[];
+  readonly actors: readonly ActiveActor[];
+  /** Active actors per node (the listing shows the busiest few hundred of each). */
+  readonly totals: Readonly<Record<string, number | null>>;
+}
+
+export interface ChartState {
+  readonly path: string;
+  readonly key: string;
+  readonly parent: string | null;
+  readonly type: string;
+  readonly initial: string | null;
+}
+
+export interface ChartTransition {
+  readonly source: string;
+  readonly target: string | null;
+  readonly event: string;
+  readonly guard: string | null;
+}
+
+export interface StateChart {
+  readonly id: string;
+  readonly states: readonly ChartState[];
+  readonly transitions: readonly ChartTransition[];
+}
+
+export interface DomainEvent {
+  readonly type: string;
+  readonly [field: string]: unknown;
+}
+
+export interface JournalEntry {
+  readonly seq: number;
+  readonly event: DomainEvent;
+  readonly messageId: string;
+  readonly recordedAt: string;
+}
+
+export interface Inspection {
+  readonly node?: string;
+  readonly status?: 'active' | 'passivated' | 'not_found';
+  readonly seq?: number;
+  readonly snapshotSeq?: number;
+  readonly mailboxDepth?: number;
+  readonly value?: unknown;
+  readonly context?: unknown;
+  readonly dedupe?: { readonly remembered: number; readonly recentMessageIds: readonly string[] };
+  readonly unavailable?: string;
+}
+
+export interface ActorDetail {
+  readonly kind: string;
+  readonly id: string;
+  readonly head: number;
+  readonly inspection: Inspection;
+  readonly chart: StateChart;
+}
+
+export interface ContextChange {
+  readonly path: string;
+  readonly change: 'added' | 'removed' | 'changed';
+  readonly before?: unknown;
+  readonly after?: unknown;
+}
+
+export interface StateAt {
+  readonly head: number;
+  readonly seq: number;
+  readonly fromSnapshotSeq: number;
+  readonly value: unknown;
+  readonly context: Record<string, unknown>;
+  readonly event: JournalEntry | null;
+  readonly changes: readonly ContextChange[];
+}
+
+export interface EventsPage {
+  readonly head: number;
+  readonly from: number;
+  readonly events: readonly JournalEntry[];
+}
+
+/** One journaled event as published on ppos.events.<kind>.<id>. */
+export interface FeedEvent extends JournalEntry {
+  readonly node: string | null;
+  readonly kind: string;
+  readonly id: string;
+}
+
+export interface JournalBatch {
+  readonly events: readonly FeedEvent[];
+  /** Events per actor in this batch, including any left out of `events`. */
+  readonly counts: Readonly<Record<string, number>>;
+  readonly dropped: number;
+}
+
+export async function getJson<T>(path: string): Promise<T> {
+  const response = await fetch(path, { headers: { accept: 'application/json' } });
+  const body = (await response.json()) as T & { error?: string };
+  if (!response.ok) throw new Error(body.error ?? `${response.status} ${response.statusText}`);
+  return body;
+}
+
+export const actorPath = (kind: string, id: string): string => `api/actors/${encodeURIComponent(kind)}/${encodeURIComponent(id)}`;
+
+/** The paths a state value makes active: 'a' → ['a'], {a: 'b'} → ['a', 'a.b']. */
+export function activePaths(value: unknown, prefix = ''): string[] {
+  const join = (key: string): string => (prefix ? `${prefix}.${key}` : key);
+  if (typeof value === 'string') return [join(value)];
+  if (value && typeof value === 'object') {
+    return Object.entries(value as Record<string, unknown>).flatMap(([key, child]) => [join(key), ...activePaths(child, join(key))]);
+  }
+  return [];
+}
+
+export const formatValue = (value: unknown): string => (typeof value === 'string' ? value : JSON.stringify(value));
+
+/** Node ids are ULIDs by default: their tail tells them apart. */
+export const shortNode = (node: string | undefined): string => (!node ? '' : node.length <= 12 ? node : `…${node.slice(-8)}`);

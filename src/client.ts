@@ -1,0 +1,109 @@
+// A client of ppos over NATS: what the CLI, the demo, the tests and actor-to-actor sagas use.
+// Retries always reuse the message id, so at-least-once delivery yields exactly-once effect.
+import { RequestError, type NatsConnection } from '@nats-io/transport-node';
+import { commandSubject, inspectSubject, type Reply } from '../runtime/envelope.js';
+import { NODES_SUBJECT } from '../runtime/router.js';
+import { newId } from './config.js';
+import { connectNats } from './nats.js';
+
+export interface SendOptions {
+  readonly messageId?: string;
+  readonly timeoutMs?: number;
+  readonly correlationId?: string;
+  readonly causationId?: string;
+}
+
+export interface RetryOptions extends SendOptions {
+  /** Give up after this long in all (default 30 s). */
+  readonly deadlineMs?: number;
+  /** Called before each retry, with why. */
+  readonly onRetry?: (reason: string, attempt: number) => void;
+}
+
+/** No node answered: nobody listening, or no reply in time. The command may still have been applied. */
+export class NoAnswerError extends Error {
+  constructor(
+    message: string,
+    readonly noResponders: boolean,
+  ) {
+    super(message);
+  }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+const retryable = (reply: Reply): boolean => !reply.ok && (reply.error.code === 'UNAVAILABLE' || reply.error.code === 'OVERLOADED');
+
+export class PposClient {
+  constructor(readonly nc: NatsConnection) {}
+
+  static async connect(url: string, name = 'ppos-client', waitMs = 3_000): Promise<PposClient> {
+    return new PposClient(await connectNats(url, name, undefined, waitMs));
+  }
+
+  /** One attempt. Throws NoAnswerError when no node answers in time. */
+  async send(kind: string, id: string, type: string, payload: Record<string, unknown> | undefined, options: SendOptions = {}): Promise<Reply> {
+    const envelope = {
+      id: options.messageId ?? newId(),
+      type,
+      ...(payload === undefined ? {} : { payload }),
+      ...(options.correlationId ? { correlationId: options.correlationId } : {}),
+      ...(options.causationId ? { causationId: options.causationId } : {}),
+    };
+    return this.request(commandSubject(kind, id), JSON.stringify(envelope), options.timeoutMs ?? 5_000);
+  }
+
+  /** Sends until a definite answer, reusing one message id; retries timeouts, UNAVAILABLE and OVERLOADED. */
+  async sendWithRetry(kind: string, id: string, type: string, payload: Record<string, unknown> | undefined, options: RetryOptions = {}): Promise<Reply> {
+    const messageId = options.messageId ?? newId();
+    const deadline = Date.now() + (options.deadlineMs ?? 30_000);
+    for (let attempt = 1; ; attempt += 1) {
+      let reason: string;
+      try {
+        const reply = await this.send(kind, id, type, payload, { ...options, messageId });
+        if (!retryable(reply) || Date.now() > deadline) return reply;
+        reason = reply.ok ? 'ok' : reply.error.code;
+      } catch (error) {
+        if (!(error instanceof NoAnswerError) || Date.now() > deadline) throw error;
+        reason = error.message;
+      }
+      options.onRetry?.(reason, attempt);
+      await sleep(Math.min(1_000, 25 * 2 ** Math.min(attempt, 6)) * (0.5 + Math.random()));
+    }
+  }
+
+  async request(subject: string, body: string, timeoutMs: number): Promise<Reply> {
+    try {
+      const msg = await this.nc.request(subject, body, { timeout: timeoutMs });
+      return msg.json<Reply>();
+    } catch (error) {
+      if (error instanceof RequestError && error.isNoResponders()) {
+        throw new NoAnswerError(`no ppos node is listening on ${subject} (start one with \`ppos start\`)`, true);
+      }
+      if (error instanceof Error && (error.name === 'TimeoutError' || /timeout/i.test(error.message))) {
+        throw new NoAnswerError(`no reply on ${subject} within ${timeoutMs} ms`, false);
+      }
+      throw error;
+    }
+  }
+
+  async inspect(kind: string, id: string, timeoutMs = 5_000): Promise<Record<string, unknown>> {
+    return (await this.request(inspectSubject(kind, id), '', timeoutMs)) as unknown as Record<string, unknown>;
+  }
+
+  /** Scatter-gather across every node; answers collected for `waitMs`. */
+  async gather(what: 'actors' | 'stats', waitMs = 500): Promise<Record<string, unknown>[]> {
+    const answers: Record<string, unknown>[] = [];
+    try {
+      const replies = await this.nc.requestMany(`${NODES_SUBJECT}.${what}`, '', { maxWait: waitMs });
+      for await (const msg of replies) answers.push(msg.json<Record<string, unknown>>());
+    } catch (error) {
+      if (!(error instanceof RequestError && error.isNoResponders())) throw error;
+    }
+    return answers;
+  }
+
+  async close(): Promise<void> {
+    await this.nc.drain().catch(() => undefined);
+  }
+}

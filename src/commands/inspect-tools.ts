@@ -1,0 +1,254 @@
+// Operator commands for looking inside actors without touching them: `diff`, `watch`,
+// `nodes` and `dashboard`. Registered on the program by src/cli.ts, which lends its helpers
+// (connection flags, actor-ref checks, client and journal scopes) so every command reads alike.
+import type { Command } from 'commander';
+import { actorKinds } from '../../actors/index.js';
+import { ACTOR_ID_PATTERN } from '../../actors/schema.js';
+import { refKey, type ActorRef, type Journal, type JournaledEvent } from '../../persistence/journal.js';
+import { diffStates, type StateDiff } from '../../runtime/diff.js';
+import { EVENTS_SUBJECT_PREFIX } from '../../runtime/envelope.js';
+import type { PposClient } from '../client.js';
+import { resolveConfig, UsageError, type RawOptions } from '../config.js';
+import { openJournal } from '../database.js';
+import { startDashboard } from '../dashboard/server.js';
+import { printJson, table } from '../format.js';
+import { createLogger } from '../logger.js';
+
+export interface CommandOptions extends RawOptions {
+  readonly pretty?: boolean;
+  readonly json?: boolean;
+}
+
+/** What src/cli.ts lends: the same flag set, checks and scopes its own commands use. */
+export interface CliHelpers {
+  withConnection(command: Command): Command;
+  actorRef(kind: string, id: string): ActorRef;
+  seqOption(name: string, value: string | undefined): number | undefined;
+  withClient<T>(options: CommandOptions, work: (client: PposClient) => Promise<T>): Promise<T>;
+  withJournal<T>(options: CommandOptions, work: (journal: Journal) => Promise<T>): Promise<T>;
+}
+
+/** One line of the live feed, as published on ppos.events.<kind>.<id> (node is null when read from the journal). */
+export interface FeedLine {
+  readonly node: string | null;
+  readonly kind: string;
+  readonly id: string;
+  readonly seq: number;
+  readonly event: { readonly type: string; readonly [field: string]: unknown };
+  readonly messageId: string;
+  readonly recordedAt: string;
+}
+
+const compact = (value: unknown): string => (value === undefined ? '-' : JSON.stringify(value));
+
+function untilSignal(): Promise<string> {
+  return new Promise((resolve) => {
+    const onSignal = (signal: string): void => {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      resolve(signal);
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
+}
+
+export function formatDiff(diff: StateDiff): string {
+  const bySeq = new Map(diff.events.map((e) => [e.seq, e.event.type]));
+  const by = (seqs: readonly number[]): string => seqs.map((s) => `#${s} ${bySeq.get(s) ?? ''}`.trim()).join(', ');
+  const lines = [`${diff.kind}/${diff.id}: seq ${diff.from} -> ${diff.to} (${diff.events.length} event(s))`];
+  const valueChanged = JSON.stringify(diff.value.before) !== JSON.stringify(diff.value.after);
+  lines.push(
+    valueChanged
+      ? `state: ${compact(diff.value.before)} -> ${compact(diff.value.after)} (by ${by(diff.value.bySeqs)})`
+      : `state: ${compact(diff.value.after)} (unchanged)`,
+  );
+  if (diff.changes.length === 0) lines.push('context: unchanged');
+  else {
+    lines.push(
+      table(
+        ['path', 'change', 'before', 'after', 'changed by'],
+        diff.changes.map((c) => [c.path, c.change, compact(c.before), compact(c.after), by(c.bySeqs)]),
+      ),
+    );
+  }
+  if (diff.events.length > 0) {
+    lines.push('', 'events');
+    lines.push(
+      table(
+        ['seq', 'type', 'data', 'message id', 'recorded at'],
+        diff.events.map((e) => {
+          const { type, ...data } = e.event;
+          return [e.seq, type, data, e.messageId, e.recordedAt];
+        }),
+      ),
+    );
+  }
+  return lines.join('\n');
+}
+
+export function formatFeedLine(line: FeedLine): string {
+  const { type, ...data } = line.event;
+  const where = line.node ? `  node=${line.node}` : '';
+  return `${line.recordedAt}  ${line.kind}/${line.id}  #${line.seq}  ${type}  ${JSON.stringify(data)}  msg=${line.messageId}${where}`;
+}
+
+const fromJournal = (ref: ActorRef, e: JournaledEvent): FeedLine => ({
+  node: null,
+  kind: ref.kind,
+  id: ref.id,
+  seq: e.seq,
+  event: e.event,
+  messageId: e.messageId,
+  recordedAt: e.recordedAt.toISOString(),
+});
+
+/** `*` watches every actor of a kind (or every kind); anything else is checked like any actor ref. */
+function watchTarget(kind: string, id: string): { subject: string; ref: ActorRef | null } {
+  if (kind !== '*' && !actorKinds.has(kind)) {
+    throw new UsageError(`unknown kind ${JSON.stringify(kind)}; use one of: ${[...actorKinds.keys()].join(', ')}, or *`);
+  }
+  if (id !== '*' && !ACTOR_ID_PATTERN.test(id)) throw new UsageError(`actor id ${JSON.stringify(id)} must match [A-Za-z0-9_-]{1,128}, or be *`);
+  return { subject: `${EVENTS_SUBJECT_PREFIX}.${kind}.${id}`, ref: kind === '*' || id === '*' ? null : { kind, id } };
+}
+
+export function registerInspectionTools(program: Command, helpers: CliHelpers): void {
+  helpers
+    .withConnection(program.command('diff <kind> <id> <a> <b>').description('what changed in the context between seqs A and B, and which events did it'))
+    .option('--json', 'one JSON document on stdout')
+    .action(async (kind: string, id: string, a: string, b: string, options: CommandOptions) => {
+      const ref = helpers.actorRef(kind, id);
+      const from = helpers.seqOption('<a>', a)!;
+      const to = helpers.seqOption('<b>', b)!;
+      if (from > to) throw new UsageError(`A must not be after B (got ${from} > ${to})`);
+      const actorKind = actorKinds.get(kind)!;
+      const result = await helpers.withJournal(options, async (journal) => {
+        const head = await journal.headSeq(ref);
+        if (to > head) return { error: `${refKey(ref)} has ${head} event(s); there is no event ${to}` };
+        return { diff: await diffStates(journal, actorKind, ref, from, to) };
+      });
+      if ('error' in result) {
+        process.stderr.write(`ppos: ${result.error}\n`);
+        process.exitCode = 1;
+        return;
+      }
+      if (options.json) printJson(result.diff);
+      else process.stdout.write(`${formatDiff(result.diff)}\n`);
+    });
+
+  helpers
+    .withConnection(
+      program
+        .command('watch <kind> <id>')
+        .description('follow an actor\'s events live as they are journaled (either may be "*"); Ctrl-C stops'),
+    )
+    .option('--json', 'one JSON object per line')
+    .option('--from <n>', 'first print the journaled events from seq N (needs the journal), then follow without gaps')
+    .option('--count <n>', 'exit after printing this many events')
+    .action(async (kind: string, id: string, options: CommandOptions & { from?: string; count?: string }) => {
+      const { subject, ref } = watchTarget(kind, id);
+      const from = helpers.seqOption('--from', options.from);
+      const count = helpers.seqOption('--count', options.count);
+      if (from !== undefined && ref === null) throw new UsageError('--from needs one actor, not a wildcard');
+      await helpers.withClient(options, async (client) => {
+        const sub = client.nc.subscribe(subject);
+        await client.nc.flush();
+        let printed = 0;
+        const last = new Map<string, number>();
+        const print = (line: FeedLine): boolean => {
+          const key = `${line.kind}/${line.id}`;
+          if (line.seq <= (last.get(key) ?? 0)) return false; // already shown (backfill overlap)
+          last.set(key, line.seq);
+          process.stdout.write(options.json ? `${JSON.stringify(line)}\n` : `${formatFeedLine(line)}\n`);
+          printed += 1;
+          return count !== undefined && printed >= count;
+        };
+        const stop = (): void => sub.unsubscribe();
+        void untilSignal().then(stop);
+        const follow = async (journal: Journal | null): Promise<void> => {
+          if (journal && ref) {
+            // Subscribed first, then read: nothing journaled in between can be missed.
+            for (const e of await journal.readEvents(ref, Math.max(0, from! - 1))) {
+              if (print(fromJournal(ref, e))) return stop();
+            }
+          }
+          process.stderr.write(`watching ${subject} (Ctrl-C to stop)\n`);
+          for await (const msg of sub) {
+            let line: FeedLine;
+            try {
+              line = msg.json<FeedLine>();
+            } catch {
+              continue;
+            }
+            const seen = last.get(`${line.kind}/${line.id}`);
+            if (journal && seen !== undefined && line.seq > seen + 1) {
+              // The live feed is fire-and-forget; the journal fills any gap.
+              const gapRef = { kind: line.kind, id: line.id };
+              for (const e of await journal.readEvents(gapRef, seen, line.seq - 1)) {
+                if (print(fromJournal(gapRef, e))) return stop();
+              }
+            }
+            if (print(line)) return stop();
+          }
+        };
+        if (from !== undefined) await helpers.withJournal(options, (journal) => follow(journal));
+        else await follow(null);
+      });
+    });
+
+  helpers
+    .withConnection(program.command('nodes').description('every node with its counters: uptime, commands/s, latencies, activations, snapshots'))
+    .option('--json', 'one JSON document on stdout')
+    .action(async (options: CommandOptions) => {
+      const nodes = (await helpers.withClient(options, (client) => client.gather('stats'))).sort((x, y) => String(x.node).localeCompare(String(y.node)));
+      if (options.json) {
+        printJson({ nodes });
+        return;
+      }
+      const ms = (v: unknown, key: 'p50' | 'p99'): unknown => (v as Record<string, unknown> | undefined)?.[key] ?? '';
+      process.stdout.write(`${nodes.length} node(s)\n`);
+      process.stdout.write(
+        `${table(
+          ['node', 'uptime s', 'commands', 'cmd/s', 'p50 ms', 'p99 ms', 'append p50', 'append p99', 'active', 'mailbox', 'activations', 'passivations', 'snapshots'],
+          nodes.map((n) => [
+            n.node,
+            n.uptimeSeconds,
+            n.commands,
+            n.commandsPerSecond,
+            ms(n.latencyMs, 'p50'),
+            ms(n.latencyMs, 'p99'),
+            ms(n.appendLatencyMs, 'p50'),
+            ms(n.appendLatencyMs, 'p99'),
+            n.activeActors,
+            n.mailboxDepth,
+            n.activations,
+            n.passivations,
+            n.snapshotsSaved,
+          ]),
+        )}\n`,
+      );
+    });
+
+  helpers
+    .withConnection(program.command('dashboard').description('serve the live web dashboard (loopback only by default)'))
+    .option('--port <n>', 'port to listen on (default 4280; 0 picks a free one)')
+    .option('--host <address>', 'address to listen on (default 127.0.0.1)')
+    .action(async (options: CommandOptions & { port?: string; host?: string }) => {
+      const port = options.port === undefined ? 4280 : helpers.seqOption('--port', options.port)!;
+      if (port > 65535) throw new UsageError('--port must be at most 65535');
+      const host = options.host ?? '127.0.0.1';
+      const config = resolveConfig(options);
+      const logger = createLogger({ pretty: options.pretty ?? false, level: process.env.PPOS_LOG_LEVEL ?? 'warn' });
+      const opened = await openJournal(config, logger, { waitForDatabaseMs: 5_000, poolSize: 4 });
+      try {
+        await helpers.withClient(options, async (client) => {
+          const dashboard = await startDashboard({ client, journal: opened.journal, kinds: actorKinds, host, port, logger });
+          process.stdout.write(`ppos dashboard: ${dashboard.url}\n`);
+          await untilSignal();
+          await dashboard.close();
+        });
+      } finally {
+        await opened.close();
+      }
+    });
+}

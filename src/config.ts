@@ -1,0 +1,76 @@
+// Runtime configuration: a flag wins over its environment variable, which wins over the
+// default (CONTRACT.md section 1). Every value is checked here, once, with a clear error.
+import { monotonicFactory } from 'ulid';
+
+export const newId = monotonicFactory();
+
+export interface NodeConfig {
+  readonly natsUrl: string;
+  /** Unset: the embedded PostgreSQL under `dataDir`. */
+  readonly databaseUrl: string | undefined;
+  readonly dataDir: string;
+  readonly nodeId: string;
+  readonly snapshotEvery: number;
+  readonly mailboxCapacity: number;
+  readonly passivateAfterMs: number;
+  readonly maxActiveActors: number;
+  /** Unset: dedupe records are kept for ever (the default). */
+  readonly dedupeRetentionHours: number | undefined;
+  readonly requestTimeoutMs: number;
+  /** Shards actor ids hash into; fixed for the life of a journal. */
+  readonly shardCount: number;
+  /** Shard lease length; renewed every third of it. */
+  readonly leaseMs: number;
+  /** How often a node looks for sagas left open (by a crash, or by a node that died). */
+  readonly sagaResumeIntervalMs: number;
+}
+
+export class UsageError extends Error {}
+
+export interface RawOptions {
+  readonly nats?: string | undefined;
+  readonly db?: string | undefined;
+  readonly dataDir?: string | undefined;
+  readonly node?: string | undefined;
+  readonly snapshotEvery?: string | undefined;
+  readonly mailboxSize?: string | undefined;
+  readonly passivateAfterMs?: string | undefined;
+  readonly maxActive?: string | undefined;
+  readonly dedupeRetentionHours?: string | undefined;
+  readonly timeout?: string | undefined;
+  readonly shards?: string | undefined;
+  readonly leaseMs?: string | undefined;
+}
+
+function positiveInt(name: string, value: string | undefined, fallback: number): number {
+  if (value === undefined || value === '') return fallback;
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n <= 0) throw new UsageError(`${name} must be a positive whole number, got ${JSON.stringify(value)}`);
+  return n;
+}
+
+export function resolveConfig(raw: RawOptions, env: NodeJS.ProcessEnv = process.env): NodeConfig {
+  const nodeId = raw.node ?? env.PPOS_NODE_ID ?? newId();
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(nodeId)) throw new UsageError(`node id ${JSON.stringify(nodeId)} must match [A-Za-z0-9_-]{1,64}`);
+  const natsUrl = raw.nats ?? env.PPOS_NATS_URL ?? 'nats://127.0.0.1:4222';
+  const databaseUrl = raw.db ?? env.PPOS_DATABASE_URL ?? undefined;
+  if (databaseUrl !== undefined && databaseUrl !== '' && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
+    throw new UsageError('the database URL must start with postgres:// or postgresql://');
+  }
+  const retention = raw.dedupeRetentionHours ?? env.PPOS_DEDUPE_RETENTION_HOURS;
+  return {
+    natsUrl,
+    databaseUrl: databaseUrl === '' ? undefined : databaseUrl,
+    dataDir: raw.dataDir ?? env.PPOS_DATA_DIR ?? '.ppos',
+    nodeId,
+    snapshotEvery: positiveInt('--snapshot-every', raw.snapshotEvery ?? env.PPOS_SNAPSHOT_EVERY, 100),
+    mailboxCapacity: positiveInt('--mailbox-size', raw.mailboxSize ?? env.PPOS_MAILBOX_SIZE, 1000),
+    passivateAfterMs: positiveInt('--passivate-after-ms', raw.passivateAfterMs ?? env.PPOS_PASSIVATE_AFTER_MS, 120_000),
+    maxActiveActors: positiveInt('--max-active', raw.maxActive ?? env.PPOS_MAX_ACTIVE, 100_000),
+    dedupeRetentionHours: retention === undefined || retention === '' ? undefined : positiveInt('--dedupe-retention-hours', retention, 1),
+    requestTimeoutMs: positiveInt('--timeout', raw.timeout ?? env.PPOS_TIMEOUT_MS, 5_000),
+    shardCount: positiveInt('--shards', raw.shards ?? env.PPOS_SHARDS, 256),
+    leaseMs: positiveInt('--lease-ms', raw.leaseMs ?? env.PPOS_LEASE_MS, 6_000),
+    sagaResumeIntervalMs: positiveInt('PPOS_SAGA_RESUME_MS', env.PPOS_SAGA_RESUME_MS, 15_000),
+  };
+}

@@ -1,0 +1,42 @@
+// What running nodes hold in memory, for `ppos verify` to compare with the journal's replay:
+// the active actors listed by every node (ppos.nodes.actors), then each one's committed state
+// from its live inspection (ppos.inspect.<kind>.<id>). Passivated actors have no memory to check.
+import { refKey, type ActorRef } from '../persistence/journal.js';
+import type { LiveState } from '../runtime/verify.js';
+import type { PposClient } from './client.js';
+
+export interface LiveNodes {
+  /** Nodes that answered the listing. */
+  readonly nodes: number;
+  /** Active actors across them. */
+  readonly active: number;
+  liveState(ref: ActorRef): Promise<LiveState | null>;
+}
+
+export async function liveNodes(client: PposClient, waitMs = 500): Promise<LiveNodes> {
+  let listings: Record<string, unknown>[];
+  try {
+    listings = await client.gather('actors', waitMs);
+  } catch {
+    listings = []; // no node listens (no responders): nothing live to compare
+  }
+  const active = new Set<string>();
+  for (const listing of listings) {
+    for (const actor of (listing.actors as { kind: string; id: string }[] | undefined) ?? []) active.add(refKey(actor));
+  }
+  return {
+    nodes: listings.length,
+    active: active.size,
+    async liveState(ref) {
+      if (!active.has(refKey(ref))) return null;
+      let view: Record<string, unknown>;
+      try {
+        view = await client.inspect(ref.kind, ref.id);
+      } catch {
+        return null; // the node went away meanwhile: nothing live to compare
+      }
+      if (view.status !== 'active' || typeof view.seq !== 'number') return null;
+      return { seq: view.seq, value: view.value, context: view.context };
+    },
+  };
+}

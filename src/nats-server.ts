@@ -1,0 +1,95 @@
+// A private nats-server on a free loopback port: for `ppos demo` when no NATS answers, and
+// for tests that must restart a broker (never the machine's shared one).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+
+export function findNatsServer(): string | null {
+  const candidates = (process.env.PATH ?? '').split(path.delimiter).concat(['/usr/sbin', '/usr/local/bin', '/usr/bin']);
+  for (const dir of candidates) {
+    const file = path.join(dir, 'nats-server');
+    try {
+      accessSync(file, constants.X_OK);
+      return file;
+    } catch {
+      // keep looking
+    }
+  }
+  return null;
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no free port'))));
+    });
+  });
+}
+
+function portOpen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+export class PrivateNatsServer {
+  private child: ChildProcess | undefined;
+  private readonly storeDir = mkdtempSync(path.join(os.tmpdir(), 'ppos-nats-'));
+
+  private constructor(
+    readonly binary: string,
+    readonly port: number,
+  ) {}
+
+  static async start(): Promise<PrivateNatsServer> {
+    const binary = findNatsServer();
+    if (!binary) throw new Error('nats-server is not on PATH');
+    const server = new PrivateNatsServer(binary, await freePort());
+    await server.launch();
+    return server;
+  }
+
+  get url(): string {
+    return `nats://127.0.0.1:${this.port}`;
+  }
+
+  private async launch(): Promise<void> {
+    this.child = spawn(this.binary, ['-a', '127.0.0.1', '-p', String(this.port), '-js', '-sd', this.storeDir], { stdio: 'ignore' });
+    const deadline = Date.now() + 10_000;
+    while (!(await portOpen(this.port))) {
+      if (this.child.exitCode !== null) throw new Error(`nats-server exited with ${this.child.exitCode}`);
+      if (Date.now() > deadline) throw new Error('nats-server did not start listening within 10 s');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+
+  /** Kills the server (SIGKILL) and starts it again on the same port. */
+  async restart(downMs = 0): Promise<void> {
+    await this.kill();
+    if (downMs > 0) await new Promise((resolve) => setTimeout(resolve, downMs));
+    await this.launch();
+  }
+
+  async kill(): Promise<void> {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGKILL');
+    await once(child, 'exit');
+  }
+
+  async stop(): Promise<void> {
+    await this.kill();
+    rmSync(this.storeDir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,225 @@
+// One runtime node: journal + registry + NATS router, and an orderly drain on stop.
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { Logger } from 'pino';
+import { actorKinds } from '../actors/index.js';
+import type { ActorKind } from '../actors/kind.js';
+import type { Journal } from '../persistence/journal.js';
+import type { Ownership } from '../runtime/ownership.js';
+import { ClusterOwnership } from '../runtime/cluster.js';
+import { LeaseStore } from '../persistence/leases.js';
+import { ActorRegistry } from '../runtime/registry.js';
+import { Router } from '../runtime/router.js';
+import { NodeService } from '../runtime/service.js';
+import { NodeStats } from '../runtime/stats.js';
+import { EVENTS_SUBJECT_PREFIX, type Reply } from '../runtime/envelope.js';
+import { SagaRunner } from '../runtime/saga-runner.js';
+import { logRecoveryEvidence, type NodeRecoveryEvidence } from '../runtime/recovery-evidence.js';
+import type { ActorRef } from '../persistence/journal.js';
+import { PposClient } from './client.js';
+import type { NodeConfig } from './config.js';
+import { openJournal, type OpenedJournal } from './database.js';
+import { connectNats } from './nats.js';
+
+export const CLUSTER_CHANGED_SUBJECT = 'ppos.cluster.changed';
+
+export interface RunningNode {
+  readonly nodeId: string;
+  readonly registry: ActorRegistry;
+  readonly journal: Journal;
+  readonly stats: NodeStats;
+  readonly databaseUrl: string;
+  /** The evidence record of this node's recovery at start (null if it could not be gathered). */
+  readonly recoveryEvidence: Promise<NodeRecoveryEvidence | null>;
+  /** Shard ownership (absent when a test injected its own). */
+  readonly cluster: ClusterOwnership | undefined;
+  /** Stops taking messages, finishes those in mailboxes, then closes NATS and the journal. */
+  stop(): Promise<void>;
+}
+
+export interface NodeDependencies {
+  readonly kinds?: ReadonlyMap<string, ActorKind>;
+  readonly ownership?: Ownership;
+}
+
+export async function startNode(config: NodeConfig, rootLogger: Logger, deps: NodeDependencies = {}): Promise<RunningNode> {
+  const startedAt = performance.now();
+  const logger = rootLogger.child({ node: config.nodeId });
+  const kinds = deps.kinds ?? actorKinds;
+  const opened: OpenedJournal = await openJournal(config, logger);
+  const journal = opened.journal;
+  // Filled in below: ownership, the saga runner and the registry need each other.
+  let registryRef: ActorRegistry | undefined;
+  let resumeRef: (() => Promise<unknown>) | undefined;
+  let announceChange: (() => void) | undefined;
+  const cluster =
+    deps.ownership === undefined
+      ? new ClusterOwnership({
+          nodeId: config.nodeId,
+          leases: new LeaseStore(journal.pool),
+          shardCount: config.shardCount,
+          leaseMs: config.leaseMs,
+          renewMs: Math.max(200, Math.floor(config.leaseMs / 3)),
+          logger,
+          onAcquired: () => void resumeRef?.(),
+          onChanged: () => announceChange?.(),
+          unload: async (shards) => {
+            await registryRef?.unloadWhere((ref) => shards.has(cluster!.shardOf(ref)));
+          },
+        })
+      : undefined;
+  const ownership: Ownership = deps.ownership ?? cluster!;
+  let nc: NatsConnection;
+  try {
+    nc = await connectNats(config.natsUrl, `ppos-node-${config.nodeId}`, logger);
+  } catch (error) {
+    await opened.close();
+    throw error;
+  }
+  const stats = new NodeStats(config.nodeId);
+  const sagaClient = new PposClient(nc);
+  const sagas = new SagaRunner({
+    logger,
+    owns: (ref) => ownership.route(ref).local,
+    send: (step) => sagaClient.send(step.kind, step.id, step.type, step.payload, { messageId: step.messageId, timeoutMs: 3_000, causationId: step.messageId }),
+    deliver: (ref, envelope) =>
+      new Promise<Reply>((resolve) => registryRef!.dispatch(ref, { envelope, receivedAt: new Date(), internal: true }, resolve)),
+  });
+  const registry = new ActorRegistry({
+    kinds,
+    logger,
+    mailboxCapacity: config.mailboxCapacity,
+    idleMs: config.passivateAfterMs,
+    maxActive: config.maxActiveActors,
+    onActivated: (host) => sagas.ensure(host),
+    busyOutside: (ref) => sagas.busy(ref),
+    host: {
+      journal,
+      logger,
+      snapshotEvery: config.snapshotEvery,
+      recentReplies: 256,
+      fence: (ref) => ownership.fence(ref),
+      metrics: stats.hostMetrics,
+      onCommitted: (host, commit) => {
+        sagas.ensure(host);
+        // Watchers (`ppos watch`, the dashboard) follow journaled events live; core NATS,
+        // fire and forget: the journal, not this feed, is the record.
+        if (commit.event) {
+          nc.publish(
+            `${EVENTS_SUBJECT_PREFIX}.${host.ref.kind}.${host.ref.id}`,
+            JSON.stringify({ node: config.nodeId, kind: host.ref.kind, id: host.ref.id, seq: commit.seq, event: commit.event, messageId: commit.messageId, recordedAt: commit.recordedAt }),
+          );
+        }
+      },
+    },
+  });
+  registryRef = registry;
+  registry.start();
+  if (cluster) {
+    try {
+      await cluster.start();
+    } catch (error) {
+      await nc.close().catch(() => undefined);
+      await opened.close();
+      throw error;
+    }
+    // Membership changes (a node joined, handed over or left) run everyone's lease cycle at once.
+    nc.subscribe(CLUSTER_CHANGED_SUBJECT, { callback: (_error, msg) => {
+        if (msg.string() !== config.nodeId) cluster.nudge();
+      },
+    });
+    announceChange = () => {
+      if (!nc.isClosed()) nc.publish(CLUSTER_CHANGED_SUBJECT, config.nodeId);
+    };
+    announceChange();
+  }
+  const router = new Router({ nodeId: config.nodeId, nc, kinds, registry, journal, ownership, logger, stats });
+  router.start();
+  const service = new NodeService({ nodeId: config.nodeId, nc, kinds, registry, journal, stats, logger, ownership });
+  await service.start();
+  await nc.flush();
+  logger.info({ nats: config.natsUrl, embedded: opened.embedded !== undefined, snapshotEvery: config.snapshotEvery }, 'node started');
+
+  // Sagas left open by a crash resume on their own: now, and periodically (a saga whose
+  // owner died elsewhere, or whose actor was dropped after a journal outage).
+  const resumeOpenSagas = async (): Promise<ActorRef[]> => {
+    let open: ActorRef[];
+    try {
+      open = await journal.openSagas();
+    } catch (error) {
+      logger.warn({ err: (error as Error).message }, 'could not list open sagas; will retry');
+      return [];
+    }
+    const resumed: ActorRef[] = [];
+    for (const ref of open) {
+      if (!kinds.has(ref.kind) || !ownership.route(ref).local) continue;
+      if (registry.activeHost(ref) && sagas.busy(ref)) continue;
+      await registry.activate(ref).catch(() => undefined);
+      const live = registry.activeHost(ref);
+      if (live) {
+        sagas.ensure(live.host);
+        resumed.push(ref);
+      }
+    }
+    if (open.length > 0) logger.info({ openSagas: open.length }, 'open sagas resumed');
+    return resumed;
+  };
+  // One evidence record for this recovery: the actors brought back at start, checked against
+  // their journals (not every actor: startup stays fast however large the journal).
+  const recoveryEvidence = resumeOpenSagas().then((resumed) => logRecoveryEvidence({ journal, kinds, registry, resumed, startedAt, logger }));
+  // Shards taken over later (a node died, or handed them over) are a recovery too: their
+  // resumed sagas get an evidence record of their own.
+  resumeRef = async () => {
+    const takeoverStarted = performance.now();
+    const resumed = await resumeOpenSagas();
+    if (resumed.length > 0) await logRecoveryEvidence({ journal, kinds, registry, resumed, startedAt: takeoverStarted, logger });
+  };
+  const resumer = setInterval(() => void resumeOpenSagas(), config.sagaResumeIntervalMs);
+  resumer.unref();
+
+  // Dedupe retention (off by default): forget settled message ids older than the window.
+  const prune = async (): Promise<void> => {
+    if (config.dedupeRetentionHours === undefined) return;
+    try {
+      const removed = await journal.pruneDedupe(config.dedupeRetentionHours);
+      if (removed > 0) logger.info({ removed, olderThanHours: config.dedupeRetentionHours }, 'expired dedupe records removed');
+    } catch (error) {
+      logger.warn({ err: (error as Error).message }, 'dedupe pruning failed; will retry');
+    }
+  };
+  const pruner = config.dedupeRetentionHours === undefined ? undefined : setInterval(() => void prune(), 10 * 60_000);
+  pruner?.unref();
+  void prune();
+
+  let stopping: Promise<void> | undefined;
+  return {
+    nodeId: config.nodeId,
+    registry,
+    journal,
+    stats,
+    databaseUrl: opened.embedded?.url ?? config.databaseUrl ?? '',
+    recoveryEvidence,
+    cluster,
+    stop() {
+      stopping ??= (async () => {
+        logger.info('draining: no new messages, finishing in-flight ones');
+        clearInterval(resumer);
+        if (pruner) clearInterval(pruner);
+        await service.stop();
+        await router.stop();
+        sagas.stop();
+        await registry.drain();
+        if (cluster) {
+          // Hand every shard over now (snapshots written, leases released), so the other nodes
+          // take them at once instead of after lease expiry.
+          await cluster.drain();
+          nc.publish(CLUSTER_CHANGED_SUBJECT, config.nodeId);
+        }
+        registry.stop();
+        await nc.drain().catch(() => undefined);
+        await opened.close();
+        logger.info(stats.snapshot(registry), 'node stopped');
+      })();
+      return stopping;
+    },
+  };
+}
