@@ -1,0 +1,46 @@
+// Configuration (CONTRACT.md 1): a flag wins over its environment variable, which wins over
+// the default; an unset or empty database URL means the embedded PostgreSQL.
+import { describe, expect, it } from 'vitest';
+import { resolveConfig, UsageError } from '../../src/config.js';
+
+describe('node configuration', () => {
+  it('has the documented defaults', () => {
+    const config = resolveConfig({}, {});
+    expect(config).toMatchObject({
+      natsUrl: 'nats://127.0.0.1:4222',
+      databaseUrl: undefined,
+      dataDir: '.ppos',
+      snapshotEvery: 100,
+      mailboxCapacity: 1000,
+      passivateAfterMs: 120_000,
+      maxActiveActors: 100_000,
+      dedupeRetentionHours: undefined,
+    });
+    expect(config.nodeId).toMatch(/^[0-9A-Z]{26}$/);
+  });
+
+  it('takes the environment over the default and a flag over the environment', () => {
+    const env = { PPOS_NATS_URL: 'nats://env:4222', PPOS_DATABASE_URL: 'postgres://env/db', PPOS_SNAPSHOT_EVERY: '7', PPOS_NODE_ID: 'env-node' };
+    expect(resolveConfig({}, env)).toMatchObject({ natsUrl: 'nats://env:4222', databaseUrl: 'postgres://env/db', snapshotEvery: 7, nodeId: 'env-node' });
+    expect(resolveConfig({ nats: 'nats://flag:4222', db: 'postgresql://flag/db', snapshotEvery: '9', node: 'flag-node' }, env)).toMatchObject({
+      natsUrl: 'nats://flag:4222',
+      databaseUrl: 'postgresql://flag/db',
+      snapshotEvery: 9,
+      nodeId: 'flag-node',
+    });
+  });
+
+  it('treats an empty PPOS_DATABASE_URL as unset: the embedded default', () => {
+    expect(resolveConfig({}, { PPOS_DATABASE_URL: '' }).databaseUrl).toBeUndefined();
+  });
+
+  it.each<[string, Record<string, string>]>([
+    ['a database URL of another scheme', { db: 'mysql://x/y' }],
+    ['a node id with a dot', { node: 'a.b' }],
+    ['a zero snapshot interval', { snapshotEvery: '0' }],
+    ['a fractional mailbox size', { mailboxSize: '1.5' }],
+    ['a mailbox size that is not a number', { mailboxSize: 'lots' }],
+  ])('refuses %s as bad usage', (_what, raw) => {
+    expect(() => resolveConfig(raw, {})).toThrow(UsageError);
+  });
+});
