@@ -1,0 +1,229 @@
+// The bench's one output: a markdown report (printed, and written to bench/results/).
+// Ratios are taken between figures measured in the same run, never against old numbers.
+import type { BaselineBResult } from './baseline-b.js';
+import type { LoadResult } from './load.js';
+import type { ActivationRow, CrashResult, MemoryResult } from './recovery.js';
+import type { ThroughputRow } from './throughput.js';
+
+export interface Machine {
+  readonly cpus: number;
+  readonly cpuModel: string;
+  readonly memoryGiB: number;
+  readonly kernel: string;
+  readonly node: string;
+  readonly postgres: string;
+  readonly postgresSettings: string;
+  readonly nats: string;
+  readonly commit: string;
+}
+
+export interface BenchResults {
+  readonly settings: string;
+  readonly startedAt: Date;
+  readonly seconds: number;
+  readonly machine: Machine;
+  readonly ppos?: ThroughputRow[];
+  readonly baselineA?: ThroughputRow[];
+  readonly baselineB?: BaselineBResult;
+  readonly echo?: ThroughputRow[];
+  readonly halfPeak?: { readonly rate: number; readonly result: LoadResult };
+  readonly activation?: ActivationRow[];
+  readonly crash?: CrashResult;
+  readonly memory?: MemoryResult;
+  readonly notes: string[];
+}
+
+const n0 = (x: number | undefined): string => (x === undefined || !Number.isFinite(x) ? '—' : Math.round(x).toLocaleString('en-US'));
+const ms = (x: number | undefined): string => {
+  if (x === undefined || !Number.isFinite(x)) return '—';
+  if (x < 10) return x.toFixed(2);
+  if (x < 100) return x.toFixed(1);
+  return Math.round(x).toLocaleString('en-US');
+};
+const ratio = (a: number | undefined, b: number | undefined): string =>
+  a === undefined || b === undefined || !Number.isFinite(a) || !Number.isFinite(b) || b === 0 ? '—' : `${(a / b).toFixed(a / b < 0.1 ? 3 : 2)}×`;
+const pct = (x: number): string => `${Math.round(x)} %`;
+
+function errorsText(errors: Record<string, number>): string {
+  const entries = Object.entries(errors);
+  return entries.length === 0 ? '0' : entries.map(([code, k]) => `${k} ${code}`).join(', ');
+}
+
+function table(header: string[], rows: string[][]): string {
+  const align = header.map((_, i) => (i === 0 ? '---' : '---:'));
+  return [`| ${header.join(' | ')} |`, `| ${align.join(' | ')} |`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+}
+
+export function renderReport(results: BenchResults): string {
+  const out: string[] = [];
+  const m = results.machine;
+  out.push(`# ppos bench, ${results.startedAt.toISOString().slice(0, 16).replace('T', ' ')} UTC (${results.settings}, ${Math.round(results.seconds)} s)`);
+  out.push('');
+  out.push(
+    `Machine: ${m.cpus} cores (${m.cpuModel}), ${m.memoryGiB.toFixed(1)} GiB, Linux ${m.kernel}; Node ${m.node}; ${m.postgres} (${m.postgresSettings}); ${m.nats}; ppos ${m.commit}.`,
+  );
+  out.push('');
+
+  const b = results.baselineB;
+  if (results.ppos || results.baselineA || results.echo || results.baselineB) {
+    out.push('## Durable commands per second (Reserve/Release, every reply after its commit)');
+    out.push('');
+    out.push(
+      'Closed loop: a fixed number of requests outstanding; latency is what the client saw, ms. ' +
+        'ppos = one `ppos start` process (default settings); A = SERIALIZABLE transactions on the stock row with retries ' +
+        '(a responder process behind the same NATS server, same envelopes, same load generator); ppos and A are measured alternately, workload by workload; ' +
+        'B = the same event + dedupe rows inserted in batches, no runtime (the ceiling). Every workload has its own warm-up before its window.',
+    );
+    out.push('');
+    const keyOf = (row: ThroughputRow): string => `${row.workload.name}/${row.workload.outstanding}`;
+    const aByKey = new Map((results.baselineA ?? []).map((row) => [keyOf(row), row]));
+    const rows = (results.ppos ?? results.baselineA ?? []).map((row) => {
+      const p = results.ppos?.find((r) => keyOf(r) === keyOf(row));
+      const a = aByKey.get(keyOf(row));
+      const aborted = a?.counters && a.counters.attempts > 0 ? pct((100 * a.counters.serializationFailures) / a.counters.attempts) : '—';
+      return [
+        row.workload.name,
+        String(row.workload.outstanding),
+        n0(p?.result.perSecond),
+        p ? `${ms(p.result.p50)} / ${ms(p.result.p99)}` : '—',
+        n0(a?.result.perSecond),
+        a ? `${ms(a.result.p50)} / ${ms(a.result.p99)}` : '—',
+        aborted,
+        ratio(p?.result.perSecond, a?.result.perSecond),
+        ratio(p?.result.perSecond, b?.rowsPerSecond),
+      ];
+    });
+    out.push(table(['workload', 'outstanding', 'ppos cmd/s', 'ppos p50 / p99 ms', 'A cmd/s', 'A p50 / p99 ms', 'A attempts aborted', 'ppos ÷ A', 'ppos ÷ B'], rows));
+    out.push('');
+    if (b) {
+      out.push(
+        `Baseline B: **${n0(b.rowsPerSecond)} event rows/s** (each with its dedupe row; ${b.connections} connections × ${b.batchSize}-row statements; ` +
+          `commit p50 / p99 ${ms(b.p50)} / ${ms(b.p99)} ms; PostgreSQL CPU ${pct(b.postgresCpu)}, inserting process ${pct(b.benchCpu)}, machine busy ${pct(b.machineCpu)}).`,
+      );
+      out.push('');
+    }
+    if (results.halfPeak) {
+      const h = results.halfPeak;
+      out.push(
+        `Open loop at half of ppos's peak (${n0(h.rate)} cmd/s offered, 1000 actors): ${n0(h.result.perSecond)} cmd/s served, ` +
+          `p50 / p99 **${ms(h.result.p50)} / ${ms(h.result.p99)} ms**, errors ${errorsText(h.result.errors)}.`,
+      );
+      out.push('');
+    }
+    if (results.echo) {
+      out.push(
+        'Bare NATS request/reply (a responder that answers at once; same client): ' +
+          results.echo.map((e) => `${n0(e.result.perSecond)} req/s at ${e.workload.outstanding} outstanding (p99 ${ms(e.result.p99)} ms)`).join(', ') +
+          '.',
+      );
+      out.push('');
+    }
+
+    out.push('### CPU during each measurement window');
+    out.push('');
+    out.push(
+      '% of one core (200 % = the whole 2-core machine). "server" = the ppos node or the baseline A responder process; ' +
+        'PostgreSQL = the backends of the bench database plus the server\'s WAL writer, checkpointer and background writer; ' +
+        '"other" = machine busy minus server, client and PostgreSQL (nats-server, the kernel, anything else running on the machine).',
+    );
+    out.push('');
+    const cpuRows: string[][] = [];
+    const add = (system: string, row: ThroughputRow): void => {
+      const r = row.result;
+      cpuRows.push([
+        row.workload.name,
+        String(row.workload.outstanding),
+        system,
+        n0(r.perSecond),
+        pct(r.serverCpu),
+        `${pct(r.clientCpu)} (${r.clients} proc, busiest ${pct(r.clientCpuMax)})`,
+        pct(r.postgresCpu),
+        pct(r.machineCpu),
+        pct(Math.max(0, r.machineCpu - r.serverCpu - r.clientCpu - r.postgresCpu)),
+        n0((r.serverCpu * 10_000) / Math.max(1, r.perSecond)),
+        errorsText(r.errors),
+      ]);
+    };
+    for (const row of results.ppos ?? []) add('ppos', row);
+    for (const row of results.baselineA ?? []) add('A', row);
+    for (const row of results.echo ?? []) add('NATS echo', row);
+    out.push(table(['workload', 'outstanding', 'system', 'ok/s', 'server CPU', 'client CPU', 'PostgreSQL CPU', 'machine busy', 'other', 'server µs CPU/cmd', 'errors'], cpuRows));
+    out.push('');
+  }
+
+  if (results.activation) {
+    out.push('## Recovery: activating one actor with a long journal');
+    out.push('');
+    out.push(
+      'A fresh node, one `Get` to an actor not yet in memory. "node activation" = the node\'s own measure (read snapshot, read events, replay); ' +
+        '"first Get" = what the client waited; "pure replay" = the same events through the same machine in-process, no database. ' +
+        'With snapshots, the latest snapshot is 50 events behind the head (snapshot every 100 events).',
+    );
+    out.push('');
+    out.push(
+      table(
+        ['journal', 'snapshot', 'events replayed', 'node activation ms', 'first Get ms', 'pure replay ms', 'actors measured (median)'],
+        results.activation.map((r) => [
+          `${n0(r.events)} events`,
+          r.snapshot ? 'yes' : 'no',
+          n0(r.replayed),
+          ms(r.activationMs),
+          ms(r.firstGetMs),
+          ms(r.pureReplayMs),
+          String(r.repeats),
+        ]),
+      ),
+    );
+    out.push('');
+  }
+
+  if (results.crash) {
+    const c = results.crash;
+    out.push('## Restart after SIGKILL');
+    out.push('');
+    out.push(
+      `A node with ${n0(c.actors)} active actors (${c.eventsPerActor} events each; activated by a sweep at ${n0(c.activationPerSecond)} actors/s) is killed with SIGKILL; ` +
+        'a replacement `ppos start` is spawned while a client keeps retrying a Reserve.',
+    );
+    out.push('');
+    out.push(
+      table(
+        ['from spawning the replacement to', 'ms'],
+        [
+          ['"node started" (process up, schema checked, subscribed)', ms(c.readyMs)],
+          ['first durable command answered (Reserve, ok)', ms(c.firstReplyMs)],
+          [`all ${n0(c.actors)} actors answered again (sweep, 256 outstanding)`, ms(c.allAnsweredMs)],
+        ],
+      ),
+    );
+    out.push('');
+  }
+
+  if (results.memory) {
+    const mm = results.memory;
+    out.push('## Memory');
+    out.push('');
+    out.push(
+      table(
+        ['node', 'RSS MiB'],
+        [
+          ['idle, just started', n0(mm.idleRssMiB)],
+          [`after one ${mm.command} to each of ${n0(mm.actors)} actors (${n0(mm.activeActors)} active; sweep at ${n0(mm.activationPerSecond)}/s)`, n0(mm.activeRssMiB)],
+          [
+            `same sweep with --passivate-after-ms ${mm.passivateAfterMs}, after all were passivated (${n0(mm.passivatedActiveActors)} still active; peak ${n0(mm.passivatedPeakMiB)} MiB)`,
+            n0(mm.passivatedRssMiB),
+          ],
+        ],
+      ),
+    );
+    out.push('');
+  }
+
+  if (results.notes.length > 0) {
+    out.push('## Notes');
+    out.push('');
+    for (const note of results.notes) out.push(`- ${note}`);
+    out.push('');
+  }
+  return out.join('\n');
+}

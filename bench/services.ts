@@ -1,0 +1,233 @@
+// What the bench starts and must always take down again: its own PostgreSQL database on the
+// machine's server (never the server itself), a private nats-server, node and helper
+// processes. Every resource registers its undo here the moment it exists.
+import { fork, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { ulid } from 'ulid';
+import { migrate } from '../persistence/migrations.js';
+import { PrivateNatsServer } from '../src/nats-server.js';
+import { NodeProcess } from '../src/spawn.js';
+
+export const ADMIN_PG_URL = process.env.PPOS_BENCH_PG_URL ?? process.env.PPOS_TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+
+export class Cleanup {
+  private readonly tasks: { name: string; undo: () => Promise<void> }[] = [];
+  private running: Promise<void> | undefined;
+
+  /** Registers an undo; returns a function that runs it now (and forgets it). */
+  add(name: string, undo: () => Promise<void>): () => Promise<void> {
+    const task = { name, undo };
+    this.tasks.push(task);
+    return async () => {
+      const at = this.tasks.indexOf(task);
+      if (at < 0) return;
+      this.tasks.splice(at, 1);
+      await undo();
+    };
+  }
+
+  /** Undoes everything, newest first; one failing undo never skips the others. */
+  runAll(): Promise<void> {
+    this.running ??= (async () => {
+      while (this.tasks.length > 0) {
+        const task = this.tasks.pop()!;
+        try {
+          await task.undo();
+        } catch (error) {
+          process.stderr.write(`bench cleanup: ${task.name}: ${(error as Error).message}\n`);
+        }
+      }
+    })();
+    return this.running;
+  }
+}
+
+export interface BenchDatabase {
+  readonly name: string;
+  readonly url: string;
+  readonly pool: pg.Pool;
+}
+
+/** A fresh database ppos_bench_<ulid> with the ppos schema; dropped by `cleanup`. */
+export async function createDatabase(cleanup: Cleanup): Promise<BenchDatabase> {
+  const name = `ppos_bench_${ulid().toLowerCase()}`;
+  const admin = new pg.Client({ connectionString: ADMIN_PG_URL, connectionTimeoutMillis: 5_000 });
+  try {
+    await admin.connect();
+  } catch (error) {
+    throw new Error(
+      `the bench needs PostgreSQL at ${ADMIN_PG_URL} (set PPOS_BENCH_PG_URL to use another): ${(error as Error).message}`,
+    );
+  }
+  try {
+    await admin.query(`CREATE DATABASE ${name}`);
+  } finally {
+    await admin.end();
+  }
+  const url = new URL(ADMIN_PG_URL);
+  url.pathname = `/${name}`;
+  const pool = new pg.Pool({ connectionString: url.toString(), max: 8 });
+  pool.on('error', () => undefined);
+  cleanup.add(`database ${name}`, async () => {
+    await pool.end().catch(() => undefined);
+    const dropper = new pg.Client({ connectionString: ADMIN_PG_URL });
+    await dropper.connect();
+    try {
+      await dropper.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    } finally {
+      await dropper.end();
+    }
+  });
+  await migrate(pool);
+  return { name, url: url.toString(), pool };
+}
+
+/** This database's backends plus the server's shared WAL writer, checkpointer and background writer. */
+export async function postgresPidsOf(pool: pg.Pool): Promise<Set<number>> {
+  const result = await pool.query<{ pid: number }>(
+    `SELECT pid FROM pg_stat_activity
+     WHERE datname = current_database() OR backend_type IN ('walwriter', 'checkpointer', 'background writer')`,
+  );
+  return new Set(result.rows.map((row) => row.pid));
+}
+
+export async function startNats(cleanup: Cleanup): Promise<PrivateNatsServer> {
+  const nats = await PrivateNatsServer.start();
+  cleanup.add(`nats-server on ${nats.port}`, () => nats.stop());
+  return nats;
+}
+
+export interface NodeHandle {
+  readonly node: NodeProcess;
+  /** SIGTERM and wait (the node drains); SIGKILL if it has not exited after 20 s. */
+  stop(): Promise<void>;
+  /** SIGKILL and wait. */
+  crash(): Promise<void>;
+}
+
+/** A `ppos start` child process, registered for cleanup; resolves once it is ready. */
+export async function startNode(
+  cleanup: Cleanup,
+  natsUrl: string,
+  databaseUrl: string,
+  nodeId: string,
+  args: string[] = [],
+): Promise<NodeHandle> {
+  const logs: string[] = [];
+  const node = new NodeProcess({
+    natsUrl,
+    databaseUrl,
+    nodeId,
+    args,
+    env: { PPOS_LOG_LEVEL: 'info' },
+    onLog: (line) => {
+      logs.push(line);
+      if (logs.length > 40) logs.shift();
+    },
+  });
+  let expectedExit = false;
+  void node.exited.then((code) => {
+    if (!expectedExit) process.stderr.write(`bench: node ${nodeId} exited unexpectedly (${code}); its last log lines:\n${logs.join('\n')}\n`);
+  });
+  const undo = cleanup.add(`node ${nodeId}`, () => {
+    expectedExit = true;
+    return node.crash();
+  });
+  try {
+    await node.ready;
+  } catch (error) {
+    await undo();
+    throw error;
+  }
+  return {
+    node,
+    async stop() {
+      expectedExit = true;
+      const timer = setTimeout(() => void node.crash(), 20_000);
+      await node.stop();
+      clearTimeout(timer);
+      await undo();
+    },
+    async crash() {
+      await undo();
+    },
+  };
+}
+
+export async function commandOutput(command: string, args: string[]): Promise<string> {
+  try {
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString('utf8')));
+    child.stderr.on('data', (chunk: Buffer) => (out += chunk.toString('utf8')));
+    await once(child, 'exit');
+    return out.trim();
+  } catch {
+    return 'unknown';
+  }
+}
+
+export interface ResponderCounters {
+  readonly commits: number;
+  readonly attempts: number;
+  readonly serializationFailures: number;
+  readonly failures: number;
+}
+
+export interface ResponderHandle {
+  readonly pid: number | undefined;
+  /** Counters since the last call (the responder resets them). */
+  stats(): Promise<ResponderCounters>;
+  stop(): Promise<void>;
+}
+
+/** A baseline responder process (bench/responder.ts) on the ppos command subjects. */
+export async function startResponder(
+  cleanup: Cleanup,
+  mode: 'echo' | 'serializable',
+  natsUrl: string,
+  databaseUrl: string,
+  poolSize: number,
+  subjectPrefix: string,
+): Promise<ResponderHandle> {
+  const file = path.join(path.dirname(fileURLToPath(import.meta.url)), 'responder.js');
+  const child = fork(file, [mode, natsUrl, databaseUrl, String(poolSize), subjectPrefix], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const undo = cleanup.add(`responder ${mode}`, async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGKILL');
+      await once(child, 'exit');
+    }
+  });
+  const next = (type: string): Promise<Record<string, unknown>> =>
+    new Promise((resolve, reject) => {
+      const onExit = (code: number | null): void => reject(new Error(`responder ${mode} exited with ${code}`));
+      child.once('exit', onExit);
+      const onMessage = (message: Record<string, unknown>): void => {
+        if (message.type !== type) return;
+        child.off('message', onMessage);
+        child.off('exit', onExit);
+        resolve(message);
+      };
+      child.on('message', onMessage);
+    });
+  await next('ready');
+  return {
+    pid: child.pid,
+    async stats() {
+      const answer = next('stats');
+      child.send({ type: 'stats' });
+      return (await answer).counters as ResponderCounters;
+    },
+    async stop() {
+      if (child.exitCode === null) {
+        const exited = once(child, 'exit');
+        child.send({ type: 'exit' });
+        await exited;
+      }
+      await undo();
+    },
+  };
+}

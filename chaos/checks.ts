@@ -1,0 +1,171 @@
+// After a chaos run: the driver's own log of acknowledged answers against the journal, read
+// with plain SQL. A command journals at most one event under its own message id; a saga's
+// settled answer also lists the events its answers appended, which carry their own ids.
+import pg from 'pg';
+import stringify from 'safe-stable-stringify';
+import { actorKinds } from '../actors/index.js';
+import type { WorkOrderContext } from '../actors/workorder.js';
+import type { StoredReply } from '../persistence/journal.js';
+import type { PgJournal } from '../persistence/pg-journal.js';
+import type { Reply } from '../runtime/envelope.js';
+import { loadState } from '../runtime/recovery.js';
+import type { CommandRecord } from './workload.js';
+
+export interface Invariant {
+  readonly name: string;
+  readonly ok: boolean;
+  readonly detail: string;
+}
+
+export interface LedgerFindings {
+  readonly invariants: Invariant[];
+  readonly eventsJournaled: number;
+  readonly unackedApplied: number;
+  readonly unackedNotApplied: number;
+}
+
+interface EventRow {
+  kind: string;
+  actor_id: string;
+  seq: number;
+  type: string;
+  data: Record<string, unknown>;
+  message_id: string;
+}
+
+interface DedupeRow {
+  kind: string;
+  actor_id: string;
+  message_id: string;
+  reply: StoredReply;
+}
+
+/** Ids the runtime itself uses for saga steps and their answers (work order `wo:` ids). */
+const internalId = (messageId: string): boolean => messageId.startsWith('wo:');
+
+/** Events a first answer says its own message id journaled: a settled SHORTAGE still journaled its ReleaseStarted. */
+function ownEvents(record: CommandRecord, reply: Reply): number {
+  if (record.type === 'Get') return 0;
+  if (reply.ok) return reply.events.length > 0 ? 1 : 0;
+  return record.ref.kind === 'workorder' && record.type === 'Release' && reply.error.reason === 'SHORTAGE' ? 1 : 0;
+}
+
+function sameRecorded(stored: StoredReply, reply: Reply): boolean {
+  if (stored.pending) return false;
+  if (stored.ok && reply.ok) return stored.seq === reply.seq && stringify(stored.events ?? []) === stringify(reply.events);
+  if (!stored.ok && !reply.ok) return stored.error?.code === reply.error.code && stored.error?.reason === reply.error.reason;
+  return false;
+}
+
+function invariant(name: string, failures: string[], okDetail: string): Invariant {
+  const shown = failures.slice(0, 5).join('; ');
+  return { name, ok: failures.length === 0, detail: failures.length === 0 ? okDetail : `${failures.length} failure(s): ${shown}` };
+}
+
+export async function checkLedger(admin: pg.Pool, ledger: ReadonlyMap<string, CommandRecord>): Promise<LedgerFindings> {
+  const events = (await admin.query<EventRow>('SELECT kind, actor_id, seq, type, data, message_id FROM ppos_events ORDER BY kind, actor_id, seq')).rows;
+  const dedupe = (await admin.query<DedupeRow>('SELECT kind, actor_id, message_id, reply FROM ppos_dedupe')).rows;
+  const bySeq = new Map<string, EventRow>();
+  const byMessage = new Map<string, EventRow[]>();
+  for (const row of events) {
+    bySeq.set(`${row.kind}/${row.actor_id}/${row.seq}`, row);
+    const key = `${row.kind}/${row.actor_id}/${row.message_id}`;
+    byMessage.set(key, [...(byMessage.get(key) ?? []), row]);
+  }
+  const recorded = new Map(dedupe.map((row) => [`${row.kind}/${row.actor_id}/${row.message_id}`, row]));
+  const asEvent = (row: EventRow): string => stringify({ ...row.data, type: row.type }) ?? '';
+
+  const exactlyOnce: string[] = [];
+  const repliesRecorded: string[] = [];
+  const repeats: string[] = [];
+  const unackedTwice: string[] = [];
+  let unackedApplied = 0;
+  let unackedNotApplied = 0;
+  let acked = 0;
+  for (const record of ledger.values()) {
+    const key = `${record.ref.kind}/${record.ref.id}/${record.messageId}`;
+    const own = byMessage.get(key) ?? [];
+    const reply = record.first;
+    if (record.mismatch) repeats.push(`${key}: ${record.mismatch}`);
+    if (!reply) {
+      if (own.length > 1) unackedTwice.push(`${key} has ${own.length} events`);
+      if (own.length > 0) unackedApplied += 1;
+      else unackedNotApplied += 1;
+      continue;
+    }
+    acked += 1;
+    const expected = ownEvents(record, reply);
+    if (own.length !== expected) {
+      exactlyOnce.push(`${key} (${record.type}) answered ${reply.ok ? 'ok' : reply.error.reason} but has ${own.length} event(s) under its id, expected ${expected}`);
+      continue;
+    }
+    if (reply.ok && reply.events.length > 0) {
+      // The answer's events are exactly the journal's, ending at the answer's seq.
+      const start = reply.seq - reply.events.length + 1;
+      if (own[0]!.seq !== start) exactlyOnce.push(`${key}: its event is at seq ${own[0]!.seq}, the answer says ${start}`);
+      reply.events.forEach((event, i) => {
+        const row = bySeq.get(`${record.ref.kind}/${record.ref.id}/${start + i}`);
+        if (!row || asEvent(row) !== stringify(event)) exactlyOnce.push(`${key}: answered event ${i + 1} differs from journal event ${start + i}`);
+      });
+    }
+    const stored = recorded.get(key);
+    if (record.type === 'Get') {
+      if (stored) repliesRecorded.push(`${key}: a query was recorded`);
+    } else if (!stored) repliesRecorded.push(`${key}: no dedupe record for an acknowledged command`);
+    else if (!sameRecorded(stored.reply, reply)) repliesRecorded.push(`${key}: recorded ${stringify(stored.reply)} but answered ${stringify(reply)}`);
+  }
+
+  // Nothing in the journal that no client sent (or sent to another actor).
+  const phantoms: string[] = [];
+  for (const [key, rows] of byMessage) {
+    const messageId = rows[0]!.message_id;
+    if (internalId(messageId)) continue;
+    const record = ledger.get(messageId);
+    if (!record || `${record.ref.kind}/${record.ref.id}/${messageId}` !== key) phantoms.push(`${key}: no client sent it here`);
+  }
+  for (const row of dedupe) {
+    if (internalId(row.message_id)) continue;
+    const record = ledger.get(row.message_id);
+    if (!record || record.ref.kind !== row.kind || record.ref.id !== row.actor_id) phantoms.push(`dedupe ${row.kind}/${row.actor_id}/${row.message_id}: no client sent it here`);
+  }
+
+  // No reservation opened twice without being closed in between (whatever the message ids).
+  const reopened: string[] = [];
+  const open = new Set<string>();
+  for (const row of events) {
+    if (row.kind !== 'inventory') continue;
+    const reservation = `${row.actor_id}/${String(row.data.reservationId)}`;
+    if (row.type === 'Reserved') {
+      if (open.has(reservation)) reopened.push(`reservation ${reservation} opened twice`);
+      open.add(reservation);
+    } else if (row.type === 'Released' || row.type === 'Consumed') open.delete(reservation);
+  }
+
+  return {
+    eventsJournaled: events.length,
+    unackedApplied,
+    unackedNotApplied,
+    invariants: [
+      invariant('acked_effects_exactly_once', exactlyOnce, `${acked} acknowledged commands, each effect in the journal once`),
+      invariant('acked_replies_recorded', repliesRecorded, 'every acknowledged answer is the recorded first reply'),
+      invariant('repeats_answer_like_the_first', repeats, 'every repeat and late duplicate got the first answer'),
+      invariant('unacked_applied_at_most_once', unackedTwice, `${unackedApplied} unacknowledged applied once, ${unackedNotApplied} not at all`),
+      invariant('no_phantom_effects', phantoms, 'every journaled client message was sent by a client to that actor'),
+      invariant('no_reservation_opened_twice', reopened, 'no reservation held twice'),
+    ],
+  };
+}
+
+/** Every saga settled: no starting command still pending, and no work order left mid-saga. */
+export async function checkSagasSettled(journal: PgJournal): Promise<Invariant> {
+  const failures: string[] = [];
+  for (const ref of await journal.openSagas()) failures.push(`${ref.kind}/${ref.id} has a pending saga reply`);
+  const kind = actorKinds.get('workorder')!;
+  const orders = await journal.listActors('workorder');
+  for (const ref of orders) {
+    const loaded = await loadState(journal, kind, ref);
+    const saga = (loaded.state.context as WorkOrderContext).saga;
+    if (saga) failures.push(`workorder/${ref.id} is still in its ${saga.kind} saga`);
+  }
+  return invariant('sagas_settled', failures, `${orders.length} work orders, none mid-saga`);
+}

@@ -1,0 +1,156 @@
+// Faults on a seeded schedule: which fault, on which node, how long it lasts and the pause
+// before the next all come from the seed, so a failing run is replayed from its printed seed
+// (the exact instants a fault lands inside the workload depend on real processes and timing).
+// One fault at a time: each is lifted, and the system answers again, before the next one.
+import pg from 'pg';
+import type { PrivateNatsServer } from '../src/nats-server.js';
+import { Random } from '../src/random.js';
+import type { ChaosNode, NodeSet } from './nodes.js';
+
+export const FAULT_KINDS = ['sigkill', 'pg_terminate', 'pg_refuse', 'nats_restart', 'sigstop'] as const;
+export type FaultKind = (typeof FAULT_KINDS)[number];
+
+export interface PlannedFault {
+  readonly kind: FaultKind;
+  /** Pause before it, after the previous fault was lifted and answered. */
+  readonly gapMs: number;
+  readonly node: number;
+  /** How long the database refuses, the broker is down, or the node is paused. */
+  readonly durationMs: number;
+}
+
+export interface FaultRecord {
+  readonly kind: FaultKind;
+  readonly node: string;
+  readonly durationMs: number;
+  /** From the fault being lifted (or the kill) until a journaled command was acknowledged again. */
+  recoveryMs: number | null;
+  detail: string;
+}
+
+const WEIGHTS: Record<FaultKind, number> = { sigkill: 0.38, pg_terminate: 0.2, pg_refuse: 0.12, nats_restart: 0.1, sigstop: 0.2 };
+
+/** The first five faults are one of each kind (every run, however short, sees them all). */
+/**
+ * `pauseOverMs`: a paused node stays paused longer than this (the longest request timeout);
+ * `pauseExtraMs`: by up to this much more (past a shard lease, with several nodes, so the
+ * paused owner is fenced out and must not append when it wakes).
+ */
+export function planFaults(seed: number, count: number, nodes: number, pauseOverMs: number, pauseExtraMs = 3_500): PlannedFault[] {
+  const random = new Random(seed * 31 + 7);
+  const kinds: FaultKind[] = [...FAULT_KINDS];
+  for (let i = kinds.length - 1; i > 0; i -= 1) {
+    const j = random.int(0, i);
+    [kinds[i], kinds[j]] = [kinds[j]!, kinds[i]!];
+  }
+  while (kinds.length < count) {
+    let roll = random.next();
+    const kind = FAULT_KINDS.find((k) => (roll -= WEIGHTS[k]) < 0) ?? 'sigkill';
+    kinds.push(kind);
+  }
+  return kinds.slice(0, count).map((kind) => ({
+    kind,
+    gapMs: random.int(500, 3_500),
+    node: random.int(0, nodes - 1),
+    durationMs:
+      kind === 'pg_refuse' ? random.int(1_500, 5_000) : kind === 'nats_restart' ? random.int(0, 2_000) : kind === 'sigstop' ? pauseOverMs + random.int(500, pauseExtraMs) : 0,
+  }));
+}
+
+export interface InjectorOptions {
+  readonly nodes: NodeSet;
+  readonly nats: PrivateNatsServer;
+  /** Admin access to the run's database, around the proxies. */
+  readonly admin: pg.Pool;
+  /** Resolves once a journaled command is acknowledged again. */
+  readonly probe: () => Promise<boolean>;
+  readonly log: (line: string) => void;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+export class FaultInjector {
+  readonly done: FaultRecord[] = [];
+
+  constructor(private readonly options: InjectorOptions) {}
+
+  /** Runs planned faults until `until` says stop. */
+  async run(plan: readonly PlannedFault[], keepGoing: () => boolean): Promise<void> {
+    for (const fault of plan) {
+      await sleep(fault.gapMs);
+      if (!keepGoing()) return;
+      await this.inject(fault);
+    }
+  }
+
+  private async inject(fault: PlannedFault): Promise<void> {
+    const node = this.options.nodes.nodes[fault.node]!;
+    const record: FaultRecord = { kind: fault.kind, node: node.id, durationMs: fault.durationMs, recoveryMs: null, detail: '' };
+    this.done.push(record);
+    let lifted: number;
+    switch (fault.kind) {
+      case 'sigkill': {
+        lifted = performance.now();
+        await this.options.nodes.crash(node);
+        await this.options.nodes.launch(node);
+        record.detail = `restart ${node.starts - 1}`;
+        break;
+      }
+      case 'pg_terminate': {
+        record.detail = await this.terminateBackends(node);
+        lifted = performance.now();
+        break;
+      }
+      case 'pg_refuse': {
+        node.proxy.refuse();
+        await sleep(fault.durationMs);
+        node.proxy.restore();
+        lifted = performance.now();
+        break;
+      }
+      case 'nats_restart': {
+        await this.options.nats.restart(fault.durationMs);
+        lifted = performance.now();
+        break;
+      }
+      case 'sigstop': {
+        this.options.nodes.pause(node);
+        await sleep(fault.durationMs);
+        this.options.nodes.resume(node);
+        lifted = performance.now();
+        break;
+      }
+    }
+    this.options.log(`fault ${this.done.length}: ${fault.kind} on ${node.id}${fault.durationMs ? ` for ${fault.durationMs} ms` : ''}${record.detail ? ` (${record.detail})` : ''}`);
+    if (await this.options.probe()) record.recoveryMs = Math.round(performance.now() - lifted);
+  }
+
+  /**
+   * pg_terminate_backend on the node's connections, aiming for one that is running a statement
+   * (an append in flight: its commit is then ambiguous to the node), else whatever it holds.
+   */
+  private async terminateBackends(node: ChaosNode): Promise<string> {
+    const { admin } = this.options;
+    const deadline = Date.now() + 1_500;
+    let busy = 0;
+    let total = 0;
+    for (;;) {
+      const rows = await admin.query<{ pid: number; state: string }>(
+        'SELECT pid, state FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1',
+        [node.applicationName],
+      );
+      const active = rows.rows.filter((r) => r.state === 'active');
+      if (active.length > 0 || Date.now() > deadline) {
+        const killed = await admin.query<{ ok: boolean }>(
+          'SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1',
+          [node.applicationName],
+        );
+        busy = active.length;
+        total = killed.rows.filter((r) => r.ok).length;
+        break;
+      }
+      await sleep(5);
+    }
+    return `${total} backend(s) terminated, ${busy} mid-statement`;
+  }
+}
