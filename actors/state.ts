@@ -1,7 +1,36 @@
 // Stepping an actor kind's machine purely: the same functions serve live handling,
 // recovery, time travel and verification, so they cannot drift apart.
-import { initialTransition, transition, type AnyMachineSnapshot } from 'xstate';
+import { createActor, type AnyActorScope, type AnyMachineSnapshot, type AnyStateMachine } from 'xstate';
 import type { ActorKind, DomainEvent } from './kind.js';
+
+/**
+ * One inert actor scope per machine, reused for every step. xstate's own `transition()` and
+ * `initialTransition()` build a whole Actor (and actor system) on every call to get one, which
+ * cost about 38 µs per event here against 7 µs with a reused scope. Reuse is safe because our
+ * machines are pure (no invoke, spawn, delays or custom actions): the scope's only job is to
+ * be there, and the action executor discards everything, as replay must.
+ */
+const inertScopes = new WeakMap<AnyStateMachine, AnyActorScope>();
+
+function inertScope(machine: AnyStateMachine): AnyActorScope {
+  let scope = inertScopes.get(machine);
+  if (!scope) {
+    const self = createActor(machine);
+    scope = {
+      self,
+      id: '',
+      sessionId: '',
+      system: self.system,
+      logger: () => undefined,
+      defer: () => undefined,
+      stopChild: () => undefined,
+      emit: () => undefined,
+      actionExecutor: () => undefined,
+    } as AnyActorScope;
+    inertScopes.set(machine, scope);
+  }
+  return scope;
+}
 
 /** The plain-JSON form of a machine state, as stored in snapshots. */
 export interface PersistedState {
@@ -10,7 +39,7 @@ export interface PersistedState {
 }
 
 export function initialState(kind: ActorKind): AnyMachineSnapshot {
-  return initialTransition(kind.machine)[0] as AnyMachineSnapshot;
+  return kind.machine.getInitialSnapshot(inertScope(kind.machine)) as AnyMachineSnapshot;
 }
 
 export class EventRefusedError extends Error {
@@ -29,7 +58,7 @@ export class EventRefusedError extends Error {
  */
 export function applyEvent(kind: ActorKind, state: AnyMachineSnapshot, event: DomainEvent): AnyMachineSnapshot {
   if (!state.can(event as never)) throw new EventRefusedError(kind.kind, event);
-  return transition(kind.machine, state as never, event as never)[0] as AnyMachineSnapshot;
+  return kind.machine.transition(state as never, event as never, inertScope(kind.machine)) as AnyMachineSnapshot;
 }
 
 export function replay(kind: ActorKind, from: AnyMachineSnapshot, events: Iterable<DomainEvent>): AnyMachineSnapshot {
