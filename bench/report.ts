@@ -1,6 +1,7 @@
 // The bench's one output: a markdown report (printed, and written to bench/results/).
 // Ratios are taken between figures measured in the same run, never against old numbers.
 import type { BaselineBResult } from './baseline-b.js';
+import type { ClusterRow } from './cluster.js';
 import type { LoadResult } from './load.js';
 import type { ActivationRow, CrashResult, MemoryResult } from './recovery.js';
 import type { ThroughputRow } from './throughput.js';
@@ -30,6 +31,7 @@ export interface BenchResults {
   readonly activation?: ActivationRow[];
   readonly crash?: CrashResult;
   readonly memory?: MemoryResult;
+  readonly cluster?: ClusterRow[];
   readonly notes: string[];
 }
 
@@ -214,6 +216,35 @@ export function renderReport(results: BenchResults): string {
             n0(mm.passivatedRssMiB),
           ],
         ],
+      ),
+    );
+    out.push('');
+  }
+
+  if (results.cluster && results.cluster.length > 0) {
+    out.push('## Several nodes on this one machine');
+    out.push('');
+    out.push(
+      '1, 2 and 3 `ppos start` processes sharing one NATS server and one PostgreSQL database (fresh per cluster size, 256 shards), ' +
+        'the same Reserve/Release mix over 1000 actors, sent to the queue group: ' +
+        'a request that reaches a node not owning its actor takes one forwarding hop. On one machine the nodes compete for the same cores, ' +
+        'so this measures the cost of sharding and forwarding, not the gain of adding machines.',
+    );
+    out.push('');
+    const one = new Map(results.cluster.filter((r) => r.nodes === 1).map((r) => [r.outstanding, r.result.perSecond]));
+    out.push(
+      table(
+        ['nodes', 'outstanding', 'cmd/s', 'p50 / p99 ms', '÷ 1 node', 'machine busy', 'PostgreSQL CPU', 'errors'],
+        results.cluster.map((r) => [
+          String(r.nodes),
+          String(r.outstanding),
+          n0(r.result.perSecond),
+          `${ms(r.result.p50)} / ${ms(r.result.p99)}`,
+          ratio(r.result.perSecond, one.get(r.outstanding)),
+          pct(r.result.machineCpu),
+          pct(r.result.postgresCpu),
+          errorsText(r.result.errors),
+        ]),
       ),
     );
     out.push('');

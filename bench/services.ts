@@ -85,11 +85,11 @@ export async function createDatabase(cleanup: Cleanup): Promise<BenchDatabase> {
   return { name, url: url.toString(), pool };
 }
 
-/** This database's backends plus the server's shared WAL writer, checkpointer and background writer. */
+/** The backends of this run's bench databases (ppos_bench_*: the cluster section makes its own) plus the server's shared WAL writer, checkpointer and background writer. */
 export async function postgresPidsOf(pool: pg.Pool): Promise<Set<number>> {
   const result = await pool.query<{ pid: number }>(
     `SELECT pid FROM pg_stat_activity
-     WHERE datname = current_database() OR backend_type IN ('walwriter', 'checkpointer', 'background writer')`,
+     WHERE datname = current_database() OR datname LIKE 'ppos\_bench\_%' OR backend_type IN ('walwriter', 'checkpointer', 'background writer')`,
   );
   return new Set(result.rows.map((row) => row.pid));
 }
