@@ -82,6 +82,9 @@ export function buildProgram(): Command {
     .option('--dedupe-retention-hours <h>', 'forget message ids older than this (env PPOS_DEDUPE_RETENTION_HOURS; default: keep for ever)')
     .option('--shards <n>', 'shards actor ids hash into, fixed per journal (env PPOS_SHARDS; default 256)')
     .option('--lease-ms <ms>', 'shard lease length; renewed every third of it (env PPOS_LEASE_MS; default 6000)')
+    .option('--commit-batch <n>', 'group commit: most appends per journal commit, up to 4096 (env PPOS_COMMIT_BATCH; default 256)')
+    .option('--commit-linger-ms <ms>', 'group commit: wait this long to collect appends, up to 100 (env PPOS_COMMIT_LINGER_MS; default 0)')
+    .option('--commit-in-flight <n>', 'group commit: most commits at once, up to 32 (env PPOS_COMMIT_IN_FLIGHT; default 4)')
     .action(async (options: CommonOptions) => {
       const config = resolveConfig(options);
       const logger = createLogger({ pretty: options.pretty ?? false });

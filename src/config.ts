@@ -23,6 +23,12 @@ export interface NodeConfig {
   readonly leaseMs: number;
   /** How often a node looks for sagas left open (by a crash, or by a node that died). */
   readonly sagaResumeIntervalMs: number;
+  /** Group commit: most appends in one journal statement and commit. */
+  readonly commitBatch: number;
+  /** Group commit: extra wait to collect appends before a commit (0: only what is already queued). */
+  readonly commitLingerMs: number;
+  /** Group commit: most commits in flight at once, each on its own connection. */
+  readonly commitInFlight: number;
 }
 
 export class UsageError extends Error {}
@@ -40,12 +46,27 @@ export interface RawOptions {
   readonly timeout?: string | undefined;
   readonly shards?: string | undefined;
   readonly leaseMs?: string | undefined;
+  readonly commitBatch?: string | undefined;
+  readonly commitLingerMs?: string | undefined;
+  readonly commitInFlight?: string | undefined;
 }
 
 function positiveInt(name: string, value: string | undefined, fallback: number): number {
   if (value === undefined || value === '') return fallback;
   const n = Number(value);
   if (!Number.isSafeInteger(n) || n <= 0) throw new UsageError(`${name} must be a positive whole number, got ${JSON.stringify(value)}`);
+  return n;
+}
+
+function nonNegativeInt(name: string, value: string | undefined, fallback: number): number {
+  if (value === undefined || value === '') return fallback;
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < 0) throw new UsageError(`${name} must be zero or a positive whole number, got ${JSON.stringify(value)}`);
+  return n;
+}
+
+function atMost(name: string, n: number, limit: number): number {
+  if (n > limit) throw new UsageError(`${name} must be at most ${limit}, got ${n}`);
   return n;
 }
 
@@ -72,5 +93,9 @@ export function resolveConfig(raw: RawOptions, env: NodeJS.ProcessEnv = process.
     shardCount: positiveInt('--shards', raw.shards ?? env.PPOS_SHARDS, 256),
     leaseMs: positiveInt('--lease-ms', raw.leaseMs ?? env.PPOS_LEASE_MS, 6_000),
     sagaResumeIntervalMs: positiveInt('PPOS_SAGA_RESUME_MS', env.PPOS_SAGA_RESUME_MS, 15_000),
+    // Bounded: a batch is one statement parameter, and a linger adds to every command's latency.
+    commitBatch: atMost('--commit-batch', positiveInt('--commit-batch', raw.commitBatch ?? env.PPOS_COMMIT_BATCH, 256), 4_096),
+    commitLingerMs: atMost('--commit-linger-ms', nonNegativeInt('--commit-linger-ms', raw.commitLingerMs ?? env.PPOS_COMMIT_LINGER_MS, 0), 100),
+    commitInFlight: atMost('--commit-in-flight', positiveInt('--commit-in-flight', raw.commitInFlight ?? env.PPOS_COMMIT_IN_FLIGHT, 4), 32),
   };
 }

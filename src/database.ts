@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from '../persistence/embedded.js';
 import { migrate } from '../persistence/migrations.js';
-import { PgJournal } from '../persistence/pg-journal.js';
+import { PgJournal, type PgJournalOptions } from '../persistence/pg-journal.js';
 import type { NodeConfig } from './config.js';
 
 export interface OpenedJournal {
@@ -18,7 +18,7 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
 export async function openJournal(
   config: Pick<NodeConfig, 'databaseUrl' | 'dataDir'>,
   logger: Logger,
-  options: { waitForDatabaseMs?: number; poolSize?: number } = {},
+  options: { waitForDatabaseMs?: number; poolSize?: number; groupCommit?: PgJournalOptions['groupCommit'] } = {},
 ): Promise<OpenedJournal> {
   let embedded: EmbeddedPostgres | undefined;
   let url = config.databaseUrl;
@@ -32,6 +32,7 @@ export async function openJournal(
   const journal = new PgJournal({
     connectionString: url,
     poolSize: options.poolSize ?? 8,
+    ...(options.groupCommit ? { groupCommit: options.groupCommit } : {}),
     onPoolError: (error) => logger.warn({ err: error.message }, 'idle database connection lost'),
   });
   // Migrations need the database; a node started before it (compose ordering) waits a while.

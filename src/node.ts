@@ -45,7 +45,11 @@ export async function startNode(config: NodeConfig, rootLogger: Logger, deps: No
   const startedAt = performance.now();
   const logger = rootLogger.child({ node: config.nodeId });
   const kinds = deps.kinds ?? actorKinds;
-  const opened: OpenedJournal = await openJournal(config, logger);
+  const opened: OpenedJournal = await openJournal(config, logger, {
+    // Every commit in flight holds a connection; reads (activation, inspection) need a few more.
+    poolSize: Math.max(8, config.commitInFlight + 4),
+    groupCommit: { maxBatch: config.commitBatch, lingerMs: config.commitLingerMs, maxInFlight: config.commitInFlight },
+  });
   const journal = opened.journal;
   // Filled in below: ownership, the saga runner and the registry need each other.
   let registryRef: ActorRegistry | undefined;

@@ -15,6 +15,11 @@ describe('node configuration', () => {
       passivateAfterMs: 120_000,
       maxActiveActors: 100_000,
       dedupeRetentionHours: undefined,
+      shardCount: 256,
+      leaseMs: 6_000,
+      commitBatch: 256,
+      commitLingerMs: 0,
+      commitInFlight: 4,
     });
     expect(config.nodeId).toMatch(/^[0-9A-Z]{26}$/);
   });
@@ -30,6 +35,12 @@ describe('node configuration', () => {
     });
   });
 
+  it('takes the group commit settings from flags or the environment; a linger of 0 is allowed', () => {
+    const env = { PPOS_COMMIT_BATCH: '64', PPOS_COMMIT_LINGER_MS: '2', PPOS_COMMIT_IN_FLIGHT: '2' };
+    expect(resolveConfig({}, env)).toMatchObject({ commitBatch: 64, commitLingerMs: 2, commitInFlight: 2 });
+    expect(resolveConfig({ commitBatch: '1', commitLingerMs: '0', commitInFlight: '8' }, env)).toMatchObject({ commitBatch: 1, commitLingerMs: 0, commitInFlight: 8 });
+  });
+
   it('treats an empty PPOS_DATABASE_URL as unset: the embedded default', () => {
     expect(resolveConfig({}, { PPOS_DATABASE_URL: '' }).databaseUrl).toBeUndefined();
   });
@@ -40,6 +51,11 @@ describe('node configuration', () => {
     ['a zero snapshot interval', { snapshotEvery: '0' }],
     ['a fractional mailbox size', { mailboxSize: '1.5' }],
     ['a mailbox size that is not a number', { mailboxSize: 'lots' }],
+    ['a zero commit batch', { commitBatch: '0' }],
+    ['a commit batch above the bound', { commitBatch: '5000' }],
+    ['a negative commit linger', { commitLingerMs: '-1' }],
+    ['a commit linger above the bound', { commitLingerMs: '101' }],
+    ['zero commits in flight', { commitInFlight: '0' }],
   ])('refuses %s as bad usage', (_what, raw) => {
     expect(() => resolveConfig(raw, {})).toThrow(UsageError);
   });
