@@ -266,6 +266,9 @@ function decide(state: AnyMachineSnapshot, command: { type: string; payload: Rec
       if (status !== 'released') return reject('INVALID_STATE', `Start needs a released work order; this one is ${status}`);
       return accept({ type: 'Started' });
     case 'AdvanceStage': {
+      // Completing or completed, the work order stays at its last stage: asking for that stage
+      // again is the contract's "already at `to`", a no-op success (a late retry must not fail).
+      if ((status === 'completing' || status === 'completed') && c.stage !== null && c.stages[c.stage] === p.to) return accept(null);
       if (status !== 'in_progress') return reject('INVALID_STATE', `AdvanceStage needs a work order in progress; this one is ${status}`);
       const to = p.to as string;
       const target = c.stages.indexOf(to);

@@ -484,11 +484,12 @@ describe('workorder commands while a saga is open', () => {
     expect(outcome.kind === 'rejected' && outcome.message).toContain('this one is releasing');
   });
 
-  it('during completing: Complete and Cancel are SAGA_IN_PROGRESS, AdvanceStage and Release INVALID_STATE', () => {
+  it('during completing: Complete and Cancel are SAGA_IN_PROGRESS, AdvanceStage elsewhere and Release INVALID_STATE, AdvanceStage to the last stage a no-op', () => {
     const state = completing();
     expect(step(state, 'Complete', {}, 'complete-2')).toMatchObject({ kind: 'rejected', reason: 'SAGA_IN_PROGRESS', message: 'work order wo-1 is completing; retry when it settles' });
     expect(step(state, 'Cancel', {})).toMatchObject({ kind: 'rejected', reason: 'SAGA_IN_PROGRESS' });
-    expect(step(state, 'AdvanceStage', { to: 'paint' })).toMatchObject({ kind: 'rejected', reason: 'INVALID_STATE' });
+    expect(step(state, 'AdvanceStage', { to: 'weld' })).toMatchObject({ kind: 'rejected', reason: 'INVALID_STATE' });
+    expect(step(state, 'AdvanceStage', { to: 'paint' }, 'adv-late')).toEqual({ kind: 'noop', state });
     expect(step(state, 'Release', {})).toMatchObject({ kind: 'rejected', reason: 'INVALID_STATE' });
   });
 
@@ -704,11 +705,16 @@ describe('workorder in a final state', () => {
     ['Create', { bom: BOM, stages: STAGES }, 'ALREADY_EXISTS'],
     ['Release', {}, 'INVALID_STATE'],
     ['Start', {}, 'INVALID_STATE'],
-    ['AdvanceStage', { to: 'paint' }, 'INVALID_STATE'],
+    ['AdvanceStage', { to: 'cut' }, 'INVALID_STATE'],
     ['Complete', {}, 'INVALID_STATE'],
     ['Cancel', {}, 'INVALID_STATE'],
   ])('completed: %s is REJECTED/%s', (type, payload, reason) => {
     expect(step(completed(), type, payload)).toMatchObject({ kind: 'rejected', reason });
+  });
+
+  it('completed: AdvanceStage to the last stage, where it stays, is an accepted no-op', () => {
+    const state = completed();
+    expect(step(state, 'AdvanceStage', { to: 'paint' }, 'adv-late')).toEqual({ kind: 'noop', state });
   });
 
   it.each<[string, Record<string, unknown>, string]>([
