@@ -154,6 +154,11 @@ export class PgJournal implements Journal {
       idleTimeoutMillis: 30_000,
       keepAlive: true,
       application_name: 'ppos',
+      // Statements are prepared by name (parsed once per connection), but always planned for
+      // the batch at hand: after five runs PostgreSQL would otherwise switch the append to a
+      // generic plan chosen while the tables were small, and keep it as they grow. Measured
+      // here: that cached plan made a 32-row append take 12 ms instead of 3 (bench, hot SKU).
+      options: '-c plan_cache_mode=force_custom_plan',
     });
     this.pool.on('error', (error) => options.onPoolError?.(error));
     // The pool hands a client over with no 'error' listener until its borrower adds one, a
