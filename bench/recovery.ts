@@ -200,7 +200,10 @@ export async function crashSection(ctx: BenchContext): Promise<CrashResult> {
   try {
     const spawned = performance.now();
     let readyMs = 0;
-    const replacement = startNode(ctx.cleanup, ctx.nats.url, ctx.db.url, `bench-crash-b-${ctx.runTag}`).then((handle) => {
+    // A restart: the same node id, as a supervisor restarting `ppos start --node <id>` would
+    // run it, so the node takes its own shard leases back at once. A node with another id
+    // would first wait for those leases to expire (--lease-ms, 6 s by default).
+    const replacement = startNode(ctx.cleanup, ctx.nats.url, ctx.db.url, `bench-crash-a-${ctx.runTag}`).then((handle) => {
       readyMs = performance.now() - spawned;
       return handle;
     });

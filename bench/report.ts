@@ -185,7 +185,7 @@ export function renderReport(results: BenchResults): string {
     out.push('');
     out.push(
       `A node with ${n0(c.actors)} active actors (${c.eventsPerActor} events each; activated by a sweep at ${n0(c.activationPerSecond)} actors/s) is killed with SIGKILL; ` +
-        'a replacement `ppos start` is spawned while a client keeps retrying a Reserve.',
+        'a replacement `ppos start` with the same node id is spawned while a client keeps retrying a Reserve (with another id it would first wait for the old shard leases to expire, up to `--lease-ms`).',
     );
     out.push('');
     out.push(
