@@ -13,11 +13,17 @@ import {
   parseEnvelope,
   type Reply,
 } from './envelope.js';
+import { OMITTED_HINT, respondWithin } from './fit-reply.js';
 import type { Ownership } from './ownership.js';
 import type { ActorRegistry } from './registry.js';
 import type { NodeStats } from './stats.js';
 
 export const QUEUE_GROUP = 'ppos';
+
+/** The reply with its state left out: what is sent when the whole reply is too large for NATS. */
+function withoutState(reply: Reply): Reply {
+  return reply.ok ? { ...reply, state: { omitted: `state ${OMITTED_HINT}` } } : reply;
+}
 export const NODES_SUBJECT = 'ppos.nodes';
 
 /** Where a node receives commands forwarded to it: ppos.node.<node id>.cmd.<kind>.<id>. */
@@ -67,7 +73,9 @@ export class Router {
     if (!msg.reply) return; // a plain publish has nobody to answer: commands are request/reply only
     const respond = (reply: Reply): void => {
       this.options.stats.recordCommand(performance.now() - started, reply);
-      msg.respond(JSON.stringify(reply));
+      respondWithin(msg, JSON.stringify(reply), this.options.nc.info?.max_payload, () => JSON.stringify(withoutState(reply)), (failure) =>
+        this.options.logger.error({ subject: msg.subject, err: failure.message }, 'could not send a reply'),
+      );
     };
     const subject = forwarded ? `${COMMAND_SUBJECT_PREFIX}${msg.subject.slice(forwardPrefix(this.options.nodeId).length)}` : msg.subject;
     const address = parseAddress(subject, this.options.kinds);

@@ -17,6 +17,7 @@ import type { Logger } from 'pino';
 import type { ActorKind } from '../actors/kind.js';
 import type { Journal } from '../persistence/journal.js';
 import { errorReply, INSPECT_SUBJECT_PREFIX, parseAddress } from './envelope.js';
+import { OMITTED_HINT, respondWithin } from './fit-reply.js';
 import { inspectActor } from './inspection.js';
 import type { Ownership } from './ownership.js';
 import type { ActiveActor, ActorRegistry } from './registry.js';
@@ -133,7 +134,15 @@ export class NodeService {
         if (error || !msg.reply) return;
         const limit = requestedLimit(msg.data);
         if (limit === null) {
-          msg.respond(JSON.stringify({ node: nodeId, actors: registry.list() }));
+          // A node with very many active actors lists more than one NATS message holds: it then
+          // sends the busiest and most recent ones, with the total, and says so.
+          respondWithin(
+            msg,
+            JSON.stringify({ node: nodeId, actors: registry.list() }),
+            nc.info?.max_payload,
+            () => JSON.stringify({ node: nodeId, truncated: true, ...this.busiestActors(1_000) }),
+            (failure) => this.options.logger.error({ err: failure.message }, 'could not send the actor listing'),
+          );
           return;
         }
         msg.respond(JSON.stringify({ node: nodeId, ...this.busiestActors(limit) }));
@@ -193,7 +202,14 @@ export class NodeService {
       ? inspectActor(nodeId, registry, journal, kind, address)
       : this.journalReads.run(() => inspectActor(nodeId, registry, journal, kind, address));
     view.then(
-      (inspection) => msg.respond(JSON.stringify(inspection)),
+      (inspection) =>
+        respondWithin(
+          msg,
+          JSON.stringify(inspection),
+          nc.info?.max_payload,
+          () => JSON.stringify({ ...inspection, context: { omitted: `context ${OMITTED_HINT}` }, state: { omitted: `state ${OMITTED_HINT}` } }),
+          (failure) => this.options.logger.error({ subject: msg.subject, err: failure.message }, 'could not send an inspection'),
+        ),
       (failure: Error) => {
         const reply = errorReply('UNAVAILABLE', `inspection failed: ${failure.message}`);
         msg.respondError(503, reply.ok ? '' : reply.error.message, JSON.stringify(reply));

@@ -164,9 +164,12 @@ export function buildProgram(): Command {
       );
       const sortKey = { mailbox: 'mailboxDepth', messages: 'messages', seq: 'seq', recent: 'lastUsedAt' }[options.sort ?? 'seq'];
       if (options.sort) rows.sort((x, y) => String(y[sortKey] ?? '').localeCompare(String(x[sortKey] ?? ''), 'en', { numeric: true }));
-      if (options.json) printJson({ nodes: nodes.map((n) => n.node), actors: rows });
+      // A node with more active actors than one NATS message holds sends its busiest ones.
+      const truncated = nodes.filter((n) => n.truncated === true).map((n) => ({ node: n.node, total: n.total }));
+      if (options.json) printJson({ nodes: nodes.map((n) => n.node), actors: rows, ...(truncated.length > 0 ? { truncated } : {}) });
       else {
         process.stdout.write(`${nodes.length} node(s), ${rows.length} active actor(s)\n`);
+        for (const t of truncated) process.stdout.write(`node ${String(t.node)} has ${String(t.total)} active actors; listing its busiest and most recent\n`);
         process.stdout.write(
           `${table(
             ['node', 'kind', 'id', 'seq', 'mailbox', 'messages', 'activated'],
@@ -208,15 +211,16 @@ export function buildProgram(): Command {
       if (next !== null) process.stdout.write(`next page: ppos history ${kind} ${id} --from ${next}${to === undefined ? '' : ` --to ${to}`} --limit ${limit}\n`);
     });
 
-  withConnection(program.command('state <kind> <id>').description('the state the actor had right after its event N (time travel)'))
-    .requiredOption('--at <n>', 'event seq')
+  withConnection(program.command('state <kind> <id>').description('the state the actor had right after its event N (time travel); without --at, its latest journaled state'))
+    .option('--at <n>', 'event seq (default: the latest)')
     .option('--json', 'one JSON document on stdout')
-    .action(async (kind: string, id: string, options: CommonOptions & { at: string }) => {
+    .action(async (kind: string, id: string, options: CommonOptions & { at?: string }) => {
       const ref = actorRef(kind, id);
-      const at = seqOption('--at', options.at)!;
+      const requested = seqOption('--at', options.at);
       const actorKind = actorKinds.get(kind)!;
       const result = await withJournal(options, async (journal) => {
         const head = await journal.headSeq(ref);
+        const at = requested ?? head;
         if (at > head) return { error: `${refKey(ref)} has ${head} event(s); there is no event ${at}` };
         return { loaded: await loadState(journal, actorKind, ref, at) };
       });

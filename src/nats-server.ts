@@ -2,7 +2,7 @@
 // for tests that must restart a broker (never the machine's shared one).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
+import { accessSync, constants, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -50,12 +50,14 @@ export class PrivateNatsServer {
   private constructor(
     readonly binary: string,
     readonly port: number,
+    /** Extra lines for the server's configuration file (e.g. `max_payload: 16384`). */
+    private readonly config: string | undefined,
   ) {}
 
-  static async start(): Promise<PrivateNatsServer> {
+  static async start(options: { config?: string } = {}): Promise<PrivateNatsServer> {
     const binary = findNatsServer();
     if (!binary) throw new Error('nats-server is not on PATH');
-    const server = new PrivateNatsServer(binary, await freePort());
+    const server = new PrivateNatsServer(binary, await freePort(), options.config);
     await server.launch();
     return server;
   }
@@ -65,7 +67,13 @@ export class PrivateNatsServer {
   }
 
   private async launch(): Promise<void> {
-    this.child = spawn(this.binary, ['-a', '127.0.0.1', '-p', String(this.port), '-js', '-sd', this.storeDir], { stdio: 'ignore' });
+    const args = ['-a', '127.0.0.1', '-p', String(this.port), '-js', '-sd', this.storeDir];
+    if (this.config !== undefined) {
+      const file = path.join(this.storeDir, 'nats-server.conf');
+      writeFileSync(file, `${this.config}\n`);
+      args.push('-c', file);
+    }
+    this.child = spawn(this.binary, args, { stdio: 'ignore' });
     const deadline = Date.now() + 10_000;
     while (!(await portOpen(this.port))) {
       if (this.child.exitCode !== null) throw new Error(`nats-server exited with ${this.child.exitCode}`);

@@ -37,6 +37,7 @@ export async function createTestDatabase(): Promise<TestDatabase> {
   };
 }
 
-export async function startNats(): Promise<PrivateNatsServer> {
-  return PrivateNatsServer.start();
+/** `config`: extra lines for the server's configuration file, e.g. `max_payload: 8192`. */
+export async function startNats(config?: string): Promise<PrivateNatsServer> {
+  return PrivateNatsServer.start(config === undefined ? {} : { config });
 }

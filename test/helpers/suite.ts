@@ -18,7 +18,7 @@ export interface Suite {
   restartNode(overrides?: Partial<NodeConfig>): Promise<RunningNode>;
 }
 
-export function useSuite(options: { node?: Partial<NodeConfig> | false } = {}): Suite {
+export function useSuite(options: { node?: Partial<NodeConfig> | false; natsConfig?: string } = {}): Suite {
   const suite = {
     node: undefined,
     async restartNode(overrides: Partial<NodeConfig> = {}) {
@@ -28,7 +28,7 @@ export function useSuite(options: { node?: Partial<NodeConfig> | false } = {}): 
     },
   } as unknown as Suite;
   beforeAll(async () => {
-    [suite.db, suite.nats] = await Promise.all([createTestDatabase(), startNats()]);
+    [suite.db, suite.nats] = await Promise.all([createTestDatabase(), startNats(options.natsConfig)]);
     suite.client = await PposClient.connect(suite.nats.url);
     if (options.node !== false) await suite.restartNode(options.node ?? {});
   });
