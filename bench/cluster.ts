@@ -2,9 +2,11 @@
 // one machine. Each cluster size gets a fresh database, so no run inherits another's leases,
 // journal or warm actors; the load is the same 1000-actor Reserve/Release mix, sent to the
 // queue group, so about (n-1)/n of the requests take the one forwarding hop to their owner.
+import type pg from 'pg';
 import { actorIds, SUBJECT_PREFIX, type BenchContext } from './context.js';
 import type { LoadResult } from './load.js';
 import { createDatabase, startNode, type NodeHandle } from './services.js';
+import { stock } from './throughput.js';
 
 export interface ClusterRow {
   readonly nodes: number;
@@ -15,7 +17,7 @@ export interface ClusterRow {
 /** Shards per cluster: the default, as a user would run it. */
 const SHARDS = 256;
 
-async function settledOwners(ctx: BenchContext, pool: import('pg').Pool, nodes: number): Promise<void> {
+async function settledOwners(pool: pg.Pool, nodes: number): Promise<void> {
   const deadline = performance.now() + 60_000;
   let last = '';
   while (performance.now() < deadline) {
@@ -43,18 +45,8 @@ export async function clusterSection(ctx: BenchContext): Promise<ClusterRow[]> {
       for (let i = 0; i < count; i += 1) {
         nodes.push(await startNode(ctx.cleanup, ctx.nats.url, db.url, `bench-c${count}-${i}-${ctx.runTag}`, ['--shards', String(SHARDS)]));
       }
-      await settledOwners(ctx, db.pool, count);
-      const stocked = await ctx.load.once({
-        subjectPrefix: SUBJECT_PREFIX,
-        actors,
-        command: 'Receive',
-        payload: { qty: 1_000_000_000 },
-        outstanding: 64,
-        timeoutMs: 10_000,
-        attempts: 10,
-        tag: `${ctx.runTag}-c${count}-stock`,
-      });
-      if (stocked.ok !== actors.length) throw new Error(`cluster of ${count}: stocked ${stocked.ok} of ${actors.length}: ${JSON.stringify(stocked.errors)}`);
+      await settledOwners(db.pool, count);
+      await stock(ctx, SUBJECT_PREFIX, `${ctx.runTag}-c${count}-stock`, actors);
       for (const outstanding of [64, 256]) {
         ctx.progress(`cluster: ${count} node(s), ${ctx.settings.actors} actors, ${outstanding} outstanding`);
         await ctx.settle();

@@ -30,7 +30,8 @@ export function workloads(ctx: BenchContext): Workload[] {
 
 const actorsOf = (workload: Workload): string[] => (workload.actors === 1 ? ['HOT-SKU'] : actorIds('SKU', workload.actors));
 
-async function stock(ctx: BenchContext, subjectPrefix: string, tag: string, actors: readonly string[]): Promise<void> {
+/** Receives a billion units on every actor, so no Reserve of the bench runs short. */
+export async function stock(ctx: BenchContext, subjectPrefix: string, tag: string, actors: readonly string[]): Promise<void> {
   const result = await ctx.load.once({
     subjectPrefix,
     actors,
