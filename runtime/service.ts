@@ -19,6 +19,7 @@ import type { Journal } from '../persistence/journal.js';
 import { errorReply, INSPECT_SUBJECT_PREFIX, parseAddress } from './envelope.js';
 import { OMITTED_HINT, respondWithin } from './fit-reply.js';
 import { inspectActor } from './inspection.js';
+import { stateHash } from './recovery.js';
 import type { Ownership } from './ownership.js';
 import type { ActiveActor, ActorRegistry } from './registry.js';
 import { NODES_SUBJECT, QUEUE_GROUP } from './router.js';
@@ -140,12 +141,18 @@ export class NodeService {
             msg,
             JSON.stringify({ node: nodeId, actors: registry.list() }),
             nc.info?.max_payload,
-            () => JSON.stringify({ node: nodeId, truncated: true, ...this.busiestActors(1_000) }),
+            () => JSON.stringify({ node: nodeId, truncated: true, ...this.busiestActors(100) }),
             (failure) => this.options.logger.error({ err: failure.message }, 'could not send the actor listing'),
           );
           return;
         }
-        msg.respond(JSON.stringify({ node: nodeId, ...this.busiestActors(limit) }));
+        respondWithin(
+          msg,
+          JSON.stringify({ node: nodeId, ...this.busiestActors(limit) }),
+          nc.info?.max_payload,
+          () => JSON.stringify({ node: nodeId, truncated: true, ...this.busiestActors(Math.min(limit, 100)) }),
+          (failure) => this.options.logger.error({ err: failure.message }, 'could not send the actor listing'),
+        );
       },
     });
     this.service.addEndpoint('stats', {
@@ -207,7 +214,15 @@ export class NodeService {
           msg,
           JSON.stringify(inspection),
           nc.info?.max_payload,
-          () => JSON.stringify({ ...inspection, context: { omitted: `context ${OMITTED_HINT}` }, state: { omitted: `state ${OMITTED_HINT}` } }),
+          // What was left out is named, and its hash sent, so `ppos verify` still compares it.
+          () =>
+            JSON.stringify({
+              ...inspection,
+              context: { omitted: `context ${OMITTED_HINT}` },
+              state: { omitted: `state ${OMITTED_HINT}` },
+              omitted: ['context', 'state'],
+              stateHash: stateHash({ value: inspection.value, context: inspection.context as Record<string, unknown> }),
+            }),
           (failure) => this.options.logger.error({ subject: msg.subject, err: failure.message }, 'could not send an inspection'),
         ),
       (failure: Error) => {

@@ -168,7 +168,8 @@ export function buildProgram(): Command {
       const truncated = nodes.filter((n) => n.truncated === true).map((n) => ({ node: n.node, total: n.total }));
       if (options.json) printJson({ nodes: nodes.map((n) => n.node), actors: rows, ...(truncated.length > 0 ? { truncated } : {}) });
       else {
-        process.stdout.write(`${nodes.length} node(s), ${rows.length} active actor(s)\n`);
+        const total = nodes.reduce((sum, n) => sum + (n.truncated === true ? Number(n.total) : (n.actors as unknown[]).length), 0);
+        process.stdout.write(`${nodes.length} node(s), ${total} active actor(s)${total > rows.length ? `, ${rows.length} listed` : ''}\n`);
         for (const t of truncated) process.stdout.write(`node ${String(t.node)} has ${String(t.total)} active actors; listing its busiest and most recent\n`);
         process.stdout.write(
           `${table(

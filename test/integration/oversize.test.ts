@@ -3,7 +3,10 @@
 // applied and journaled once, with the state left out of the reply and the reason named.
 // Before, publishing the reply threw: the replies after it in the batch were never sent, and
 // an inspection of such an actor took the node down.
+import type { AnyMachineSnapshot } from 'xstate';
 import { describe, expect, it } from 'vitest';
+import { inventory } from '../../actors/inventory.js';
+import { restoreState } from '../../actors/state.js';
 import { runCli } from '../helpers/cli.js';
 import { useSuite } from '../helpers/suite.js';
 
@@ -62,5 +65,29 @@ describe('replies larger than the NATS max_payload', () => {
     expect(state.seq).toBe(RESERVATIONS + 41);
     expect(Object.keys(state.context.reservations)).toHaveLength(RESERVATIONS + 40);
     expect(state.context.reserved).toBe(RESERVATIONS + 40);
+  });
+
+  it('`ppos verify` compares the oversized live actor by the hash its inspection sends, and catches planted memory', async () => {
+    const verify = async (): Promise<{ code: number | null; record: { confidence_status: string; reconciliation_failures: unknown[]; checks: string[] } }> => {
+      const result = await runCli(['verify', 'inventory', SKU, '--db', suite.db.url, '--nats', suite.nats.url]);
+      return { code: result.code, record: JSON.parse(result.stdout) as never };
+    };
+    const clean = await verify();
+    expect(clean.record).toMatchObject({ confidence_status: 'trusted', reconciliation_failures: [] });
+    expect(clean.record.checks).toContain('live_state_matches_replay');
+    expect(clean.code).toBe(0);
+
+    // A bug planted in the live actor's memory: only the hash in the cut-down inspection shows it.
+    const internals = suite.node!.registry.activeHost({ kind: 'inventory', id: SKU })!.host as unknown as { state: AnyMachineSnapshot };
+    const context = internals.state.context as { onHand: number };
+    internals.state = restoreState(inventory, { value: internals.state.value, context: { ...context, onHand: context.onHand + 1 } });
+    try {
+      const planted = await verify();
+      expect(planted.record.confidence_status).toBe('suspect');
+      expect(planted.record.reconciliation_failures).toEqual([expect.objectContaining({ check: 'live_state_matches_replay', actor: `inventory/${SKU}` })]);
+      expect(planted.code).toBe(1);
+    } finally {
+      internals.state = restoreState(inventory, { value: internals.state.value, context });
+    }
   });
 });
