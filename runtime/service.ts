@@ -227,7 +227,12 @@ export class NodeService {
         ),
       (failure: Error) => {
         const reply = errorReply('UNAVAILABLE', `inspection failed: ${failure.message}`);
-        msg.respondError(503, reply.ok ? '' : reply.error.message, JSON.stringify(reply));
+        try {
+          msg.respondError(503, reply.ok ? '' : reply.error.message, JSON.stringify(reply));
+        } catch (error) {
+          // The connection is closing: nobody to answer. Thrown here it would be an unhandled rejection.
+          this.options.logger.warn({ subject: msg.subject, err: (error as Error).message }, 'could not send an inspection failure');
+        }
       },
     );
   }
