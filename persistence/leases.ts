@@ -17,6 +17,13 @@ export interface GrantedLease {
   readonly epoch: number;
 }
 
+/**
+ * Locks the lease rows of the shards in $2 (an int[]) in shard order, before an UPDATE changes
+ * them. Appends lock the same rows FOR SHARE in shard order too (pg-journal.ts); statements that
+ * lock them in whatever order a scan meets them can deadlock each other.
+ */
+const LOCK_IN_ORDER = 'SELECT shard FROM ppos_shard_leases WHERE shard = ANY($2::int[]) ORDER BY shard FOR NO KEY UPDATE';
+
 export class LeaseStore {
   constructor(private readonly pool: pg.Pool) {}
 
@@ -74,9 +81,10 @@ export class LeaseStore {
   async acquire(node: string, shards: readonly number[], ttlMs: number): Promise<GrantedLease[]> {
     if (shards.length === 0) return [];
     const result = await this.pool.query(
-      `UPDATE ppos_shard_leases SET owner = $1, epoch = epoch + 1, expires_at = now() + make_interval(secs => $3::float8 / 1000)
-       WHERE shard = ANY($2::int[]) AND (owner IS NULL OR owner = $1 OR expires_at < now())
-       RETURNING shard, epoch`,
+      `WITH locked AS MATERIALIZED (${LOCK_IN_ORDER})
+       UPDATE ppos_shard_leases l SET owner = $1, epoch = l.epoch + 1, expires_at = now() + make_interval(secs => $3::float8 / 1000)
+       FROM locked WHERE l.shard = locked.shard AND (l.owner IS NULL OR l.owner = $1 OR l.expires_at < now())
+       RETURNING l.shard, l.epoch`,
       [node, shards, ttlMs],
     );
     return result.rows.map((row) => ({ shard: row.shard, epoch: row.epoch }));
@@ -86,8 +94,9 @@ export class LeaseStore {
   async renew(node: string, held: readonly GrantedLease[], ttlMs: number): Promise<GrantedLease[]> {
     if (held.length === 0) return [];
     const result = await this.pool.query(
-      `UPDATE ppos_shard_leases l SET expires_at = now() + make_interval(secs => $4::float8 / 1000)
-       FROM unnest($2::int[], $3::bigint[]) AS h(shard, epoch)
+      `WITH locked AS MATERIALIZED (${LOCK_IN_ORDER})
+       UPDATE ppos_shard_leases l SET expires_at = now() + make_interval(secs => $4::float8 / 1000)
+       FROM locked JOIN unnest($2::int[], $3::bigint[]) AS h(shard, epoch) ON h.shard = locked.shard
        WHERE l.shard = h.shard AND l.epoch = h.epoch AND l.owner = $1
        RETURNING l.shard, l.epoch`,
       [node, held.map((l) => l.shard), held.map((l) => l.epoch), ttlMs],
@@ -99,8 +108,9 @@ export class LeaseStore {
   async release(node: string, leases: readonly GrantedLease[]): Promise<void> {
     if (leases.length === 0) return;
     await this.pool.query(
-      `UPDATE ppos_shard_leases l SET owner = NULL, expires_at = now()
-       FROM unnest($2::int[], $3::bigint[]) AS h(shard, epoch)
+      `WITH locked AS MATERIALIZED (${LOCK_IN_ORDER})
+       UPDATE ppos_shard_leases l SET owner = NULL, expires_at = now()
+       FROM locked JOIN unnest($2::int[], $3::bigint[]) AS h(shard, epoch) ON h.shard = locked.shard
        WHERE l.shard = h.shard AND l.epoch = h.epoch AND l.owner = $1`,
       [node, leases.map((l) => l.shard), leases.map((l) => l.epoch)],
     );

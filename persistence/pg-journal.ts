@@ -25,10 +25,13 @@ WITH input AS (
     event_type text, event_data jsonb, correlation_id text, causation_id text,
     machine_version integer, epoch bigint, shard integer, recorded_at timestamptz,
     settle_message_id text, settle_reply json)
-), fence AS (
+), fence AS MATERIALIZED (
   -- FOR SHARE: an append either commits before a takeover bumps the shard's epoch (which waits
   -- for it), or sees the new epoch and writes nothing. A stale owner cannot append.
-  SELECT l.shard, l.epoch FROM ppos_shard_leases l WHERE l.shard IN (SELECT shard FROM input) FOR SHARE
+  -- In shard order, as every statement that locks lease rows does (leases.ts): locked in the
+  -- order a scan met them, an append and a lease renewal deadlocked now and then under load,
+  -- stalling every commit for the deadlock timeout (1 s) before one of them was cancelled.
+  SELECT l.shard, l.epoch FROM ppos_shard_leases l WHERE l.shard IN (SELECT shard FROM input) ORDER BY l.shard FOR SHARE
 ), fenced AS (
   SELECT DISTINCT i.unit FROM input i LEFT JOIN fence f ON f.shard = i.shard
   WHERE NOT ((f.shard IS NULL AND i.epoch = 0) OR f.epoch IS NOT DISTINCT FROM i.epoch)
