@@ -1,5 +1,12 @@
 // The dashboard server's API (src/dashboard/server.ts), as the page sees it.
 
+import type { StateChart } from '../../runtime/statechart';
+
+// The chart is described by the server from the machine itself (runtime/statechart.ts); the page
+// uses the same types and the same reading of a state value, not copies of them.
+export type { ChartState, ChartTransition, StateChart } from '../../runtime/statechart';
+export { activePaths } from '../../runtime/statechart';
+
 export interface Percentiles {
   readonly p50: number | null;
   readonly p99: number | null;
@@ -36,27 +43,6 @@ export interface ClusterView {
   readonly actors: readonly ActiveActor[];
   /** Active actors per node (the listing shows the busiest few hundred of each). */
   readonly totals: Readonly<Record<string, number | null>>;
-}
-
-export interface ChartState {
-  readonly path: string;
-  readonly key: string;
-  readonly parent: string | null;
-  readonly type: string;
-  readonly initial: string | null;
-}
-
-export interface ChartTransition {
-  readonly source: string;
-  readonly target: string | null;
-  readonly event: string;
-  readonly guard: string | null;
-}
-
-export interface StateChart {
-  readonly id: string;
-  readonly states: readonly ChartState[];
-  readonly transitions: readonly ChartTransition[];
 }
 
 export interface DomainEvent {
@@ -136,16 +122,6 @@ export async function getJson<T>(path: string): Promise<T> {
 }
 
 export const actorPath = (kind: string, id: string): string => `api/actors/${encodeURIComponent(kind)}/${encodeURIComponent(id)}`;
-
-/** The paths a state value makes active: 'a' → ['a'], {a: 'b'} → ['a', 'a.b']. */
-export function activePaths(value: unknown, prefix = ''): string[] {
-  const join = (key: string): string => (prefix ? `${prefix}.${key}` : key);
-  if (typeof value === 'string') return [join(value)];
-  if (value && typeof value === 'object') {
-    return Object.entries(value as Record<string, unknown>).flatMap(([key, child]) => [join(key), ...activePaths(child, join(key))]);
-  }
-  return [];
-}
 
 export const formatValue = (value: unknown): string => (typeof value === 'string' ? value : JSON.stringify(value));
 
