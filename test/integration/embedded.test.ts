@@ -8,6 +8,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEmbeddedPostgres } from '../../persistence/embedded.js';
+import { isAlive } from '../../persistence/local-processes.js';
 import { PposClient } from '../../src/client.js';
 import type { PrivateNatsServer } from '../../src/nats-server.js';
 import { NodeProcess } from '../../src/spawn.js';
@@ -22,15 +23,6 @@ const dataDir = path.join(home, 'pgdata');
 let nats: PrivateNatsServer;
 let client: PposClient;
 let node: NodeProcess | undefined;
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /** The postmaster's pid and port from its lock file, or null when there is none. */
 function postmaster(): { pid: number; port: number } | null {
