@@ -4,16 +4,16 @@
 // inside a write() piles up samples there without using CPU. `perf record -a` samples only
 // what runs, in every process and in the kernel; the node runs with --perf-prof so its
 // JIT-compiled JavaScript has names (perf inject --jit).
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { CLI_PATH } from '../src/spawn.js';
 import { actorIds, SUBJECT_PREFIX, type BenchContext } from './context.js';
 import type { LoadResult } from './load.js';
-import { postgresPidsOf } from './services.js';
+import { postgresPidsOf, startNodeWithV8Flags } from './services.js';
+import { stock } from './throughput.js';
 
 const FREQUENCY = 999;
 
@@ -24,31 +24,6 @@ export function perfAvailable(): boolean {
   } catch {
     return false;
   }
-}
-
-async function startNode(ctx: BenchContext, dir: string): Promise<ChildProcess> {
-  // --perf-prof writes jit-<pid>.dump into the working folder.
-  const child = spawn(
-    process.execPath,
-    ['--perf-prof', '--interpreted-frames-native-stack', CLI_PATH, 'start', '--nats', ctx.nats.url, '--db', ctx.db.url, '--node', `bench-perf-${ctx.runTag}`],
-    { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, PPOS_LOG_LEVEL: 'info' } },
-  );
-  ctx.cleanup.add('perf-profiled node', async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGKILL');
-      await once(child, 'exit');
-    }
-  });
-  await new Promise<void>((resolve, reject) => {
-    let buffered = '';
-    child.stderr!.on('data', (chunk: Buffer) => {
-      buffered += chunk.toString('utf8');
-      if (buffered.includes('"msg":"node started"')) resolve();
-      if (buffered.length > 1_000_000) buffered = buffered.slice(-1000);
-    });
-    child.once('exit', (code) => reject(new Error(`perf-profiled node exited with ${code} before it was ready`)));
-  });
-  return child;
 }
 
 interface Sample {
@@ -111,11 +86,19 @@ function concernOf(sample: Sample, mainThread: boolean): string {
 export async function runPerfProfile(ctx: BenchContext): Promise<string> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'ppos-perf-'));
   ctx.cleanup.add('perf folder', async () => rmSync(dir, { recursive: true, force: true }));
-  const node = await startNode(ctx, dir);
+  // --perf-prof writes jit-<pid>.dump into the working folder.
+  const node = await startNodeWithV8Flags(ctx.cleanup, {
+    natsUrl: ctx.nats.url,
+    databaseUrl: ctx.db.url,
+    nodeId: `bench-perf-${ctx.runTag}`,
+    v8Flags: ['--perf-prof', '--interpreted-frames-native-stack'],
+    cwd: dir,
+    label: 'perf-profiled node',
+  });
   const nodePid = node.pid!;
   const actors = actorIds('SKU', ctx.settings.actors);
   ctx.progress('perf: receiving stock');
-  await ctx.load.once({ subjectPrefix: SUBJECT_PREFIX, actors, command: 'Receive', payload: { qty: 1_000_000_000 }, outstanding: 64, timeoutMs: 10_000, attempts: 10, tag: `${ctx.runTag}-perf-stock` });
+  await stock(ctx, SUBJECT_PREFIX, `${ctx.runTag}-perf-stock`, actors);
   const recordS = ctx.settings.name === 'quick' ? 4 : 10;
   const warmupMs = ctx.settings.warmupMs;
   await ctx.settle();

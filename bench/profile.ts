@@ -1,48 +1,30 @@
 // `npm run bench -- --profile`: ppos at 1000 actors and 64 outstanding with the node under
 // `node --cpu-prof`, then where its CPU time went. NodeProcess cannot pass V8 flags (and
-// NODE_OPTIONS refuses --cpu-prof), so this spawns `ppos start` itself, the same way.
-import { spawn, type ChildProcess } from 'node:child_process';
+// NODE_OPTIONS refuses --cpu-prof), so this spawns `ppos start` itself (startNodeWithV8Flags).
 import { once } from 'node:events';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { connect } from '@nats-io/transport-node';
-import { CLI_PATH } from '../src/spawn.js';
 import { actorIds, SUBJECT_PREFIX, type BenchContext } from './context.js';
 import { summariseProfile, type CpuProfile } from './cpuprofile.js';
 import { perfAvailable, runPerfProfile } from './perf.js';
-
-async function startProfiledNode(ctx: BenchContext, profileDir: string): Promise<ChildProcess> {
-  const child = spawn(
-    process.execPath,
-    [`--cpu-prof`, `--cpu-prof-dir=${profileDir}`, CLI_PATH, 'start', '--nats', ctx.nats.url, '--db', ctx.db.url, '--node', `bench-profile-${ctx.runTag}`],
-    { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, PPOS_LOG_LEVEL: 'info' } },
-  );
-  ctx.cleanup.add('profiled node', async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGKILL');
-      await once(child, 'exit');
-    }
-  });
-  await new Promise<void>((resolve, reject) => {
-    let buffered = '';
-    child.stderr!.on('data', (chunk: Buffer) => {
-      buffered += chunk.toString('utf8');
-      if (buffered.includes('"msg":"node started"')) resolve();
-      if (buffered.length > 1_000_000) buffered = buffered.slice(-1000);
-    });
-    child.once('exit', (code) => reject(new Error(`profiled node exited with ${code} before it was ready`)));
-  });
-  return child;
-}
+import { startNodeWithV8Flags } from './services.js';
+import { stock } from './throughput.js';
 
 export async function runProfile(ctx: BenchContext): Promise<string> {
   const profileDir = mkdtempSync(path.join(os.tmpdir(), 'ppos-cpuprof-'));
   ctx.cleanup.add('profile folder', async () => rmSync(profileDir, { recursive: true, force: true }));
-  const node = await startProfiledNode(ctx, profileDir);
+  const node = await startNodeWithV8Flags(ctx.cleanup, {
+    natsUrl: ctx.nats.url,
+    databaseUrl: ctx.db.url,
+    nodeId: `bench-profile-${ctx.runTag}`,
+    v8Flags: ['--cpu-prof', `--cpu-prof-dir=${profileDir}`],
+    label: 'profiled node',
+  });
   const actors = actorIds('SKU', ctx.settings.actors);
   ctx.progress('profile: receiving stock');
-  await ctx.load.once({ subjectPrefix: SUBJECT_PREFIX, actors, command: 'Receive', payload: { qty: 1_000_000_000 }, outstanding: 64, timeoutMs: 10_000, attempts: 10, tag: `${ctx.runTag}-prof-stock` });
+  await stock(ctx, SUBJECT_PREFIX, `${ctx.runTag}-prof-stock`, actors);
   const measureMs = ctx.settings.name === 'quick' ? 5_000 : 20_000;
   await ctx.settle();
   ctx.progress(`profile: ${ctx.settings.actors} actors, 64 outstanding, ${measureMs / 1000} s`);

@@ -1,7 +1,7 @@
 // What the bench starts and must always take down again: its own PostgreSQL database on the
 // machine's server (never the server itself), a private nats-server, node and helper
 // processes. Every resource registers its undo here the moment it exists.
-import { fork, spawn } from 'node:child_process';
+import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -9,7 +9,7 @@ import pg from 'pg';
 import { ulid } from 'ulid';
 import { migrate } from '../persistence/migrations.js';
 import { PrivateNatsServer } from '../src/nats-server.js';
-import { NodeProcess } from '../src/spawn.js';
+import { CLI_PATH, NodeProcess } from '../src/spawn.js';
 
 export const ADMIN_PG_URL = process.env.PPOS_BENCH_PG_URL ?? process.env.PPOS_TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 
@@ -230,4 +230,36 @@ export async function startResponder(
       await undo();
     },
   };
+}
+
+/**
+ * `ppos start` under V8 flags (--cpu-prof, --perf-prof): NodeProcess cannot pass them, and
+ * NODE_OPTIONS refuses --cpu-prof. Resolves once the node logged that it started; killed by
+ * `cleanup` unless stopped before.
+ */
+export async function startNodeWithV8Flags(
+  cleanup: Cleanup,
+  options: { natsUrl: string; databaseUrl: string; nodeId: string; v8Flags: readonly string[]; cwd?: string; label: string },
+): Promise<ChildProcess> {
+  const child = spawn(process.execPath, [...options.v8Flags, CLI_PATH, 'start', '--nats', options.natsUrl, '--db', options.databaseUrl, '--node', options.nodeId], {
+    ...(options.cwd ? { cwd: options.cwd } : {}),
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: { ...process.env, PPOS_LOG_LEVEL: 'info' },
+  });
+  cleanup.add(options.label, async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGKILL');
+      await once(child, 'exit');
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    let buffered = '';
+    child.stderr!.on('data', (chunk: Buffer) => {
+      buffered += chunk.toString('utf8');
+      if (buffered.includes('"msg":"node started"')) resolve();
+      if (buffered.length > 1_000_000) buffered = buffered.slice(-1000);
+    });
+    child.once('exit', (code) => reject(new Error(`${options.label} exited with ${code} before it was ready`)));
+  });
+  return child;
 }
