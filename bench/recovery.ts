@@ -10,6 +10,7 @@ import type { DomainEvent } from '../actors/kind.js';
 import { initialState, replay } from '../actors/state.js';
 import { snapshotOf } from '../runtime/recovery.js';
 import { actorIds, SUBJECT_PREFIX, type BenchContext } from './context.js';
+import type { LoadResult } from './load.js';
 import { memoryMiB } from './proc.js';
 import { startNode } from './services.js';
 
@@ -174,6 +175,11 @@ export interface CrashResult {
   readonly allAnsweredMs: number;
 }
 
+/** One `Get` to each actor (which activates it and journals nothing), 256 at a time. */
+function getEach(ctx: BenchContext, actors: readonly string[], tag: string): Promise<LoadResult> {
+  return ctx.load.once({ subjectPrefix: SUBJECT_PREFIX, actors, command: 'Get', outstanding: 256, timeoutMs: 30_000, attempts: 5, tag: `${ctx.runTag}-${tag}` });
+}
+
 export async function crashSection(ctx: BenchContext): Promise<CrashResult> {
   const actors = actorIds('CRASH', ctx.settings.crashActors);
   const eventsPerActor = 10;
@@ -183,15 +189,7 @@ export async function crashSection(ctx: BenchContext): Promise<CrashResult> {
 
   const first = await startNode(ctx.cleanup, ctx.nats.url, ctx.db.url, `bench-crash-a-${ctx.runTag}`);
   ctx.progress(`crash: activating ${actors.length} actors, then SIGKILL`);
-  const sweep = await ctx.load.once({
-    subjectPrefix: SUBJECT_PREFIX,
-    actors,
-    command: 'Get',
-    outstanding: 256,
-    timeoutMs: 30_000,
-    attempts: 5,
-    tag: `${ctx.runTag}-crash-get`,
-  });
+  const sweep = await getEach(ctx, actors, 'crash-get');
   if (sweep.ok !== actors.length) throw new Error(`crash: only ${sweep.ok} of ${actors.length} actors answered: ${JSON.stringify(sweep.errors)}`);
   await ctx.settle();
   await first.crash();
@@ -225,15 +223,7 @@ export async function crashSection(ctx: BenchContext): Promise<CrashResult> {
       await new Promise((resolve) => setTimeout(resolve, 2));
     }
     const second = await replacement;
-    const again = await ctx.load.once({
-      subjectPrefix: SUBJECT_PREFIX,
-      actors,
-      command: 'Get',
-      outstanding: 256,
-      timeoutMs: 30_000,
-      attempts: 5,
-      tag: `${ctx.runTag}-crash-get2`,
-    });
+    const again = await getEach(ctx, actors, 'crash-get2');
     const allAnsweredMs = performance.now() - spawned;
     if (again.ok !== actors.length) throw new Error(`crash: after restart only ${again.ok} of ${actors.length} answered`);
     await second.stop();
@@ -263,16 +253,7 @@ export async function memorySection(ctx: BenchContext): Promise<MemoryResult> {
   await ctx.db.pool.query('ANALYZE ppos_events');
   // A Get loads the actor (snapshot + events + replay) without journaling anything.
   const command = 'Get';
-  const sweep = (tag: string) =>
-    ctx.load.once({
-      subjectPrefix: SUBJECT_PREFIX,
-      actors,
-      command,
-      outstanding: 256,
-      timeoutMs: 30_000,
-      attempts: 5,
-      tag: `${ctx.runTag}-${tag}`,
-    });
+  const sweep = (tag: string) => getEach(ctx, actors, tag);
   const nc = await connect({ servers: ctx.nats.url, name: 'ppos-bench-memory' });
   try {
     // Node 1: passivation far away, so every actor is still in memory after the sweep.
