@@ -12,24 +12,16 @@ export interface Respondable {
 export const OMITTED_HINT = 'too large for one NATS message (the server\'s max_payload); read it with `ppos state <kind> <id>`, which reads the journal';
 
 /**
- * Sends `body`, or `smaller()` when `body` is over `maxPayload` bytes or publishing it fails.
- * Never throws: a reply that cannot be sent at all is reported to `onFailure`.
+ * Sends `body`, or `smaller()` when publishing `body` fails (nats-core refuses a payload over
+ * the server's max_payload before writing anything). Never throws: a reply that cannot be
+ * sent at all is reported to `onFailure`.
  */
-export function respondWithin(
-  msg: Respondable,
-  body: string,
-  maxPayload: number | undefined,
-  smaller: () => string,
-  onFailure: (error: Error) => void,
-): void {
-  const fits = maxPayload === undefined || Buffer.byteLength(body) <= maxPayload;
+export function respondWithin(msg: Respondable, body: string, smaller: () => string, onFailure: (error: Error) => void): void {
   try {
-    if (fits) {
-      msg.respond(body);
-      return;
-    }
+    msg.respond(body);
+    return;
   } catch {
-    // fall through to the smaller form
+    // too large (or the connection is closing): try the smaller form
   }
   try {
     msg.respond(smaller());

@@ -73,7 +73,7 @@ export class Router {
     if (!msg.reply) return; // a plain publish has nobody to answer: commands are request/reply only
     const respond = (reply: Reply): void => {
       this.options.stats.recordCommand(performance.now() - started, reply);
-      respondWithin(msg, JSON.stringify(reply), this.options.nc.info?.max_payload, () => JSON.stringify(withoutState(reply)), (failure) =>
+      respondWithin(msg, JSON.stringify(reply), () => JSON.stringify(withoutState(reply)), (failure) =>
         this.options.logger.error({ subject: msg.subject, err: failure.message }, 'could not send a reply'),
       );
     };

@@ -140,7 +140,6 @@ export class NodeService {
           respondWithin(
             msg,
             JSON.stringify({ node: nodeId, actors: registry.list() }),
-            nc.info?.max_payload,
             () => JSON.stringify({ node: nodeId, truncated: true, ...this.busiestActors(100) }),
             (failure) => this.options.logger.error({ err: failure.message }, 'could not send the actor listing'),
           );
@@ -149,7 +148,6 @@ export class NodeService {
         respondWithin(
           msg,
           JSON.stringify({ node: nodeId, ...this.busiestActors(limit) }),
-          nc.info?.max_payload,
           () => JSON.stringify({ node: nodeId, truncated: true, ...this.busiestActors(Math.min(limit, 100)) }),
           (failure) => this.options.logger.error({ err: failure.message }, 'could not send the actor listing'),
         );
@@ -213,7 +211,6 @@ export class NodeService {
         respondWithin(
           msg,
           JSON.stringify(inspection),
-          nc.info?.max_payload,
           // What was left out is named, and its hash sent, so `ppos verify` still compares it.
           () =>
             JSON.stringify({
