@@ -14,9 +14,9 @@ export interface Reservation {
 export interface InventoryContext {
   readonly onHand: number;
   readonly reserved: number;
-  /** Open reservations by id. */
+  /** Open reservations by id; read only through `hasOpen` / `openQty`, since ids may name Object.prototype members. */
   readonly reservations: Readonly<Record<string, Reservation>>;
-  /** Consumed reservation ids and their quantities, so a repeated Consume is a no-op. */
+  /** Consumed reservation ids and their quantities, so a repeated Consume is a no-op; read only through `hasConsumed`. */
   readonly consumed: Readonly<Record<string, number>>;
 }
 
@@ -38,9 +38,15 @@ const payloads = {
 
 const available = (c: InventoryContext): number => c.onHand - c.reserved;
 
+// Own properties only: `id in record` or `record[id]` would find `constructor`, `toString` or
+// `__proto__` on Object.prototype, and those are ordinary reservation ids (contract section 5).
+const hasOpen = (c: InventoryContext, id: string): boolean => Object.hasOwn(c.reservations, id);
+const hasConsumed = (c: InventoryContext, id: string): boolean => Object.hasOwn(c.consumed, id);
+const openQty = (c: InventoryContext, id: string): number => (hasOpen(c, id) ? c.reservations[id]!.qty : 0);
+
+/** `record` less `key`, copied as own data properties (a `__proto__` key stays an ordinary key). */
 function without<V>(record: Readonly<Record<string, V>>, key: string): Record<string, V> {
-  const { [key]: _dropped, ...rest } = record;
-  return rest;
+  return Object.fromEntries(Object.entries(record).filter(([k]) => k !== key));
 }
 
 export const inventoryMachine = setup({
@@ -50,9 +56,9 @@ export const inventoryMachine = setup({
     // cannot journal an event that would break it.
     fitsOnHand: ({ context, event }) => event.type === 'Received' && context.onHand + event.qty <= MAX_QTY,
     fitsAvailable: ({ context, event }) =>
-      event.type === 'Reserved' && !(event.reservationId in context.reservations) && event.qty <= available(context),
+      event.type === 'Reserved' && !hasOpen(context, event.reservationId) && event.qty <= available(context),
     isOpen: ({ context, event }) =>
-      (event.type === 'Released' || event.type === 'Consumed') && event.reservationId in context.reservations,
+      (event.type === 'Released' || event.type === 'Consumed') && hasOpen(context, event.reservationId),
     coversReserved: ({ context, event }) => event.type === 'Adjusted' && event.onHand >= context.reserved,
   },
 }).createMachine({
@@ -70,6 +76,7 @@ export const inventoryMachine = setup({
           guard: 'fitsAvailable',
           actions: assign(({ context, event }) => ({
             reserved: context.reserved + event.qty,
+            // A computed key in a literal defines an own property, even for `__proto__`.
             reservations: {
               ...context.reservations,
               [event.reservationId]: event.workOrderId === undefined ? { qty: event.qty } : { qty: event.qty, workOrderId: event.workOrderId },
@@ -79,14 +86,14 @@ export const inventoryMachine = setup({
         Released: {
           guard: 'isOpen',
           actions: assign(({ context, event }) => ({
-            reserved: context.reserved - (context.reservations[event.reservationId]?.qty ?? 0),
+            reserved: context.reserved - openQty(context, event.reservationId),
             reservations: without(context.reservations, event.reservationId),
           })),
         },
         Consumed: {
           guard: 'isOpen',
           actions: assign(({ context, event }) => {
-            const qty = context.reservations[event.reservationId]?.qty ?? 0;
+            const qty = openQty(context, event.reservationId);
             return {
               onHand: context.onHand - qty,
               reserved: context.reserved - qty,
@@ -123,20 +130,20 @@ function decide(state: AnyMachineSnapshot, command: { type: string; payload: Rec
     case 'Reserve': {
       const id = p.reservationId as string;
       const qty = p.qty as number;
-      if (id in c.reservations) return accept(null); // already open: the contract's no-op success
-      if (id in c.consumed) return reject('RESERVATION_CONSUMED', `reservation ${id} was already consumed`);
+      if (hasOpen(c, id)) return accept(null); // already open: the contract's no-op success
+      if (hasConsumed(c, id)) return reject('RESERVATION_CONSUMED', `reservation ${id} was already consumed`);
       if (available(c) < qty) return reject('INSUFFICIENT_STOCK', `available ${available(c)} < requested ${qty}`);
       const workOrderId = p.workOrderId as string | undefined;
       return accept(workOrderId === undefined ? { type: 'Reserved', reservationId: id, qty } : { type: 'Reserved', reservationId: id, qty, workOrderId });
     }
     case 'Release': {
       const id = p.reservationId as string;
-      return accept(id in c.reservations ? { type: 'Released', reservationId: id } : null);
+      return accept(hasOpen(c, id) ? { type: 'Released', reservationId: id } : null);
     }
     case 'Consume': {
       const id = p.reservationId as string;
-      if (id in c.consumed) return accept(null);
-      if (!(id in c.reservations)) return reject('UNKNOWN_RESERVATION', `no open reservation ${id}`);
+      if (hasConsumed(c, id)) return accept(null);
+      if (!hasOpen(c, id)) return reject('UNKNOWN_RESERVATION', `no open reservation ${id}`);
       return accept({ type: 'Consumed', reservationId: id });
     }
     case 'Adjust': {

@@ -4,7 +4,7 @@
 import { assign, setup, type AnyMachineSnapshot } from 'xstate';
 import { z } from 'zod';
 import { ANSWER_COMMAND, type ActorKind, type Decision, type InvariantFailure, type OutboundCommand, type SagaSettlement } from './kind.js';
-import { actorId, emptyPayload, parseWith, positiveQty, type PayloadSchemas } from './schema.js';
+import { actorId, emptyPayload, parseWith, positiveQty, safeText, type PayloadSchemas } from './schema.js';
 
 export type LineStatus =
   | 'pending' // not yet asked for
@@ -56,13 +56,14 @@ export type WorkOrderEvent =
   | { type: 'LineConsumed'; line: number }
   | { type: 'LineConsumeRefused'; line: number; reason: string };
 
-const stageName = z.string().min(1).max(64);
+const stageName = safeText(1, 64);
 
 const answerPayload = z
   .object({
     tag: z.object({ step: z.enum(['reserve', 'release', 'consume']), line: z.number().int().nonnegative(), attempt: z.number().int().positive() }).strict(),
     ok: z.boolean(),
-    reason: z.string().max(64).optional(),
+    // Journaled in LineShort / LineConsumeRefused, so it must be text the journal can store.
+    reason: safeText(0, 64).optional(),
   })
   .strict();
 
@@ -88,6 +89,9 @@ const payloads = {
 const internalPayloads = { ...payloads, [ANSWER_COMMAND]: answerPayload } satisfies PayloadSchemas;
 
 type Ctx = WorkOrderContext;
+
+/** 128 (a reservation id's limit) minus ':' and a line index of up to three digits (at most 200 lines). */
+export const MAX_WORK_ORDER_ID = 124;
 
 const setLines = (lines: readonly Line[], pick: (line: Line, index: number) => Line | null): Line[] =>
   lines.map((line, index) => pick(line, index) ?? line);
@@ -207,7 +211,27 @@ export const workOrderMachine = setup({
       },
     },
     completing: {
-      always: [{ guard: 'nothingToConsume', target: 'completed', actions: { type: 'settle', params: { ok: true } } }],
+      // A line the inventory refused to consume (its reservation was released meanwhile) leaves
+      // stock it should have taken: the order completes, but its Complete is not a plain success.
+      always: [
+        {
+          guard: 'nothingToConsume',
+          target: 'completed',
+          actions: {
+            type: 'settle',
+            params: ({ context }) => {
+              const refused = context.lines.flatMap((l, line) => (l.status === 'consume_refused' ? [{ line, sku: l.sku, reason: l.reason }] : []));
+              if (refused.length === 0) return { ok: true as const };
+              return {
+                ok: false as const,
+                reason: 'CONSUME_REFUSED',
+                message: `completed, but the inventory refused to consume ${refused.map((r) => `line ${r.line} (${r.sku}: ${r.reason ?? 'refused'})`).join(', ')}: that stock was not deducted`,
+                details: { refusedLines: refused },
+              };
+            },
+          },
+        },
+      ],
       on: {
         LineConsumed: { guard: 'consuming', actions: assign(({ context, event }) => ({ lines: setLines(context.lines, (l, i) => (i === event.line ? withStatus(l, 'consumed') : null)) })) },
         LineConsumeRefused: {
@@ -253,6 +277,10 @@ function decide(state: AnyMachineSnapshot, command: { type: string; payload: Rec
   const p = command.payload;
   if (command.type === 'Create') {
     if (status !== 'none') return reject('ALREADY_EXISTS', `work order ${workOrderId} already exists (${status})`);
+    // Its reservations are named `<id>:<line index>`, and a reservation id has at most 128 characters.
+    if (workOrderId.length > MAX_WORK_ORDER_ID) {
+      return reject('ID_TOO_LONG', `a work order id has at most ${MAX_WORK_ORDER_ID} characters (its reservations are named <id>:<line>); this one has ${workOrderId.length}`);
+    }
     return accept({ type: 'Created', workOrderId, bom: p.bom as { sku: string; qty: number }[], stages: p.stages as string[] });
   }
   if (status === 'none') return reject('NOT_FOUND', `work order ${workOrderId} does not exist; Create it first`);
@@ -332,7 +360,8 @@ function pendingEffects(state: AnyMachineSnapshot): OutboundCommand[] {
       id: line.sku,
       // Deterministic: the same step of the same attempt always has the same id, so a re-send
       // after a timeout, crash or passivation is answered from the inventory's dedupe record.
-      messageId: `wo:${c.id}:${c.saga!.kind}${c.attempt}:${step.step}:${index}`,
+      // In the runtime's reserved `ppos:` namespace: no client can send an id of this form first.
+      messageId: `ppos:wo:${c.id}:${c.saga!.kind}${c.attempt}:${step.step}:${index}`,
       type: step.type,
       payload,
       tag: { step: step.step, line: index, attempt: c.attempt },
@@ -384,7 +413,7 @@ function invariantFailures(state: AnyMachineSnapshot): InvariantFailure[] {
 
 export const workorder: ActorKind = {
   kind: 'workorder',
-  machineVersion: 1,
+  machineVersion: 2, // 2: a Complete with refused consumes settles as CONSUME_REFUSED
   machine: workOrderMachine,
   queries: new Set(['Get']),
   commands: new Set(Object.keys(payloads)),

@@ -48,11 +48,11 @@ export function diffValues(before: unknown, after: unknown, path = ''): LeafChan
   if (isObject(before) && isObject(after)) {
     const changes: LeafChange[] = [];
     for (const key of Object.keys(before)) {
-      if (!(key in after)) changes.push({ path: childPath(path, key), change: 'removed', before: before[key] });
+      if (!Object.hasOwn(after, key)) changes.push({ path: childPath(path, key), change: 'removed', before: before[key] });
       else changes.push(...diffValues(before[key], after[key], childPath(path, key)));
     }
     for (const key of Object.keys(after)) {
-      if (!(key in before)) changes.push({ path: childPath(path, key), change: 'added', after: after[key] });
+      if (!Object.hasOwn(before, key)) changes.push({ path: childPath(path, key), change: 'added', after: after[key] });
     }
     return changes;
   }

@@ -129,6 +129,19 @@ describe('workorder Create', () => {
     ]);
   });
 
+  it('a work order id too long for its reservation ids is REJECTED/ID_TOO_LONG; 124 characters is the longest', () => {
+    const create = (id: string) => {
+      const parsed = workorder.parseCommand('Create', { bom: [{ sku: 'steel', qty: 1 }], stages: ['x'] });
+      if (!parsed.ok) throw new Error(parsed.message);
+      return workorder.decide(none(), parsed.command, id, 'create-long');
+    };
+    expect(create('w'.repeat(125))).toMatchObject({ outcome: 'reject', reason: 'ID_TOO_LONG' });
+    const longest = create('w'.repeat(124));
+    expect(longest.outcome).toBe('accept');
+    // Its last possible reservation id (line 199) still fits the contract's 128 characters.
+    expect(`${'w'.repeat(124)}:199`).toHaveLength(128);
+  });
+
   it('Create on an existing work order is REJECTED/ALREADY_EXISTS and keeps the first BOM', () => {
     const state = draft();
     const again = step(state, 'Create', { bom: [{ sku: 'other', qty: 1 }], stages: ['x'] });
@@ -257,7 +270,7 @@ describe('workorder Release saga', () => {
       {
         kind: 'inventory',
         id: 'steel',
-        messageId: 'wo:wo-1:release1:reserve:0',
+        messageId: 'ppos:wo:wo-1:release1:reserve:0',
         type: 'Reserve',
         payload: { reservationId: 'wo-1:0', qty: 4, workOrderId: WO },
         tag: { step: 'reserve', line: 0, attempt: 1 },
@@ -265,7 +278,7 @@ describe('workorder Release saga', () => {
       {
         kind: 'inventory',
         id: 'bolt',
-        messageId: 'wo:wo-1:release1:reserve:1',
+        messageId: 'ppos:wo:wo-1:release1:reserve:1',
         type: 'Reserve',
         payload: { reservationId: 'wo-1:1', qty: 20, workOrderId: WO },
         tag: { step: 'reserve', line: 1, attempt: 1 },
@@ -273,7 +286,7 @@ describe('workorder Release saga', () => {
       {
         kind: 'inventory',
         id: 'paint',
-        messageId: 'wo:wo-1:release1:reserve:2',
+        messageId: 'ppos:wo:wo-1:release1:reserve:2',
         type: 'Reserve',
         payload: { reservationId: 'wo-1:2', qty: 1, workOrderId: WO },
         tag: { step: 'reserve', line: 2, attempt: 1 },
@@ -286,7 +299,7 @@ describe('workorder Release saga', () => {
     const restored = restoreState(workorder, JSON.parse(JSON.stringify(persistState(state))));
     expect(effects(state)).toEqual(effects(state));
     expect(effects(restored)).toEqual(effects(state));
-    expect(effects(state).map((e) => e.messageId)).toEqual(['wo:wo-1:release1:reserve:0', 'wo:wo-1:release1:reserve:1', 'wo:wo-1:release1:reserve:2']);
+    expect(effects(state).map((e) => e.messageId)).toEqual(['ppos:wo:wo-1:release1:reserve:0', 'ppos:wo:wo-1:release1:reserve:1', 'ppos:wo:wo-1:release1:reserve:2']);
   });
 
   it('every line held → released, and the settlement is the ok reply to the Release', () => {
@@ -339,7 +352,7 @@ describe('workorder Release saga', () => {
     // Compensation waits for every reserve to answer: the paint reserve is still out.
     expect(status(state)).toBe('releasing');
     expect(lineStatuses(state)).toEqual(['held', 'short', 'reserving']);
-    expect(effects(state).map((e) => e.messageId)).toEqual(['wo:wo-1:release1:reserve:2']);
+    expect(effects(state).map((e) => e.messageId)).toEqual(['ppos:wo:wo-1:release1:reserve:2']);
 
     state = applied(answer(state, paint!, true));
     expect(status(state)).toBe('releasing');
@@ -350,7 +363,7 @@ describe('workorder Release saga', () => {
       {
         kind: 'inventory',
         id: 'steel',
-        messageId: 'wo:wo-1:release1:release:0',
+        messageId: 'ppos:wo:wo-1:release1:release:0',
         type: 'Release',
         payload: { reservationId: 'wo-1:0' },
         tag: { step: 'release', line: 0, attempt: 1 },
@@ -358,7 +371,7 @@ describe('workorder Release saga', () => {
       {
         kind: 'inventory',
         id: 'paint',
-        messageId: 'wo:wo-1:release1:release:2',
+        messageId: 'ppos:wo:wo-1:release1:release:2',
         type: 'Release',
         payload: { reservationId: 'wo-1:2' },
         tag: { step: 'release', line: 2, attempt: 1 },
@@ -434,14 +447,14 @@ describe('workorder Release saga', () => {
     expect(lineStatuses(state)).toEqual(['reserving', 'reserving', 'reserving']);
     expect(workorder.openSaga!(state)).toBe('rel-2');
     const retry = effects(state);
-    expect(retry.map((e) => e.messageId)).toEqual(['wo:wo-1:release2:reserve:0', 'wo:wo-1:release2:reserve:1', 'wo:wo-1:release2:reserve:2']);
+    expect(retry.map((e) => e.messageId)).toEqual(['ppos:wo:wo-1:release2:reserve:0', 'ppos:wo:wo-1:release2:reserve:1', 'ppos:wo:wo-1:release2:reserve:2']);
     expect(retry.filter((e) => firstAttemptIds.has(e.messageId))).toEqual([]);
     expect(retry.map((e) => e.payload.reservationId)).toEqual(['wo-1:0', 'wo-1:1', 'wo-1:2']);
     expect(retry.map((e) => e.tag.attempt)).toEqual([2, 2, 2]);
 
     // A straggling answer from the first attempt is not taken for this one.
     const stale = { tag: { step: 'reserve', line: 1, attempt: 1 }, ok: false, reason: 'INSUFFICIENT_STOCK' };
-    expect(step(state, ANSWER_COMMAND, stale, 'wo:wo-1:release1:reserve:1:answer', true)).toMatchObject({ kind: 'noop', state });
+    expect(step(state, ANSWER_COMMAND, stale, 'ppos:wo:wo-1:release1:reserve:1:answer', true)).toMatchObject({ kind: 'noop', state });
 
     state = applied(answer(state, retry[0]!, true));
     state = applied(answer(state, retry[1]!, true));
@@ -576,7 +589,7 @@ describe('workorder Complete saga', () => {
       BOM.map((line, index) => ({
         kind: 'inventory',
         id: line.sku,
-        messageId: `wo:wo-1:complete1:consume:${index}`,
+        messageId: `ppos:wo:wo-1:complete1:consume:${index}`,
         type: 'Consume',
         payload: { reservationId: `wo-1:${index}` },
         tag: { step: 'consume', line: index, attempt: 1 },
@@ -606,9 +619,9 @@ describe('workorder Complete saga', () => {
     expect(step(state, 'Complete', {})).toMatchObject({ kind: 'event', event: { type: 'CompleteStarted' } });
   });
 
-  it('a refused consume is recorded on its line, and the work order still completes with an ok settlement', () => {
-    // The inventory refuses Consume only for a reservation it does not hold (UNKNOWN_RESERVATION).
-    // As written, the machine completes anyway and the Complete gets ok: asserted here as is.
+  it('a refused consume is recorded on its line; the work order completes, but its Complete settles as CONSUME_REFUSED', () => {
+    // The inventory refuses Consume only for a reservation it does not hold (UNKNOWN_RESERVATION):
+    // that stock was not deducted, so the Complete is not a plain success.
     let state = completing();
     const [first, second, third] = effects(state);
     const refused = answer(state, second!, false, 'UNKNOWN_RESERVATION');
@@ -619,7 +632,15 @@ describe('workorder Complete saga', () => {
     expect(status(state)).toBe('completed');
     expect(lineStatuses(state)).toEqual(['consumed', 'consume_refused', 'consumed']);
     expect(ctx(state).lines[1]!.reason).toBe('UNKNOWN_RESERVATION');
-    expect(settlementOf(before, state)).toEqual({ messageId: 'complete-1', outcome: { ok: true } });
+    expect(settlementOf(before, state)).toEqual({
+      messageId: 'complete-1',
+      outcome: {
+        ok: false,
+        reason: 'CONSUME_REFUSED',
+        message: expect.stringContaining('line 1'),
+        details: { refusedLines: [{ line: 1, sku: ctx(state).lines[1]!.sku, reason: 'UNKNOWN_RESERVATION' }] },
+      },
+    });
   });
 
   it('a consume refused without a reason is recorded as REJECTED', () => {
@@ -671,7 +692,7 @@ describe('workorder Cancel saga', () => {
       BOM.map((line, index) => ({
         kind: 'inventory',
         id: line.sku,
-        messageId: `wo:wo-1:cancel1:release:${index}`,
+        messageId: `ppos:wo:wo-1:cancel1:release:${index}`,
         type: 'Release',
         payload: { reservationId: `wo-1:${index}` },
         tag: { step: 'release', line: index, attempt: 1 },
@@ -695,7 +716,7 @@ describe('workorder Cancel saga', () => {
   it('the cancel saga message ids differ from the release saga ones for the same lines', () => {
     const releaseIds = effects(compensating(1)).map((e) => e.messageId);
     const cancelIds = effects(cancelling()).map((e) => e.messageId);
-    expect(releaseIds).toEqual(['wo:wo-1:release1:release:0', 'wo:wo-1:release1:release:2']);
+    expect(releaseIds).toEqual(['ppos:wo:wo-1:release1:release:0', 'ppos:wo:wo-1:release1:release:2']);
     expect(cancelIds.filter((id) => releaseIds.includes(id))).toEqual([]);
   });
 });
@@ -818,6 +839,7 @@ describe('workorder: every state against every client command', () => {
       'STAGE_BEHIND', // 'going back is REJECTED/STAGE_BEHIND'
       'STAGE_SKIPPED', // 'skipping a stage is REJECTED/STAGE_SKIPPED'
       'UNSUPPORTED', // 'Get is a query ...'
+      'ID_TOO_LONG', // 'a work order id too long for its reservation ids is REJECTED/ID_TOO_LONG'
     ]);
     expect(inSource.size).toBeGreaterThanOrEqual(9);
     expect([...inSource].sort()).toEqual([...reached].sort());
