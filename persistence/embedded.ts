@@ -1,10 +1,14 @@
 // The zero-setup journal: a real PostgreSQL (binaries from the npm registry) in a data folder
 // under the working directory, run as a detached server with pg_ctl so that it outlives a
 // kill -9 of ppos. The next ppos reuses a server that is still running on that folder
-// (read from its postmaster.pid) instead of touching a live lock file.
+// (read from its postmaster.pid) instead of touching a live lock file. As root the server runs
+// as `postgres`; what that user cannot reach where it is (a 0700 home, /root) goes under
+// /var/lib/ppos instead: the cluster, one per intended folder, with a symlink left in the intended
+// place, and a copy of the binaries, one per version.
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { access, chown, mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { access, chmod, chown, cp, lstat, mkdir, readFile, readlink, realpath, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -13,8 +17,12 @@ import { freePort, isAlive } from './local-processes.js';
 
 const run = promisify(execFile);
 
+/** Where, as root, goes what the `postgres` user cannot reach where it is: clusters and binaries. */
+export const POSTGRES_REACHABLE_DIR = '/var/lib/ppos';
+
 export interface EmbeddedPostgres {
   readonly url: string;
+  /** Where the cluster really is: the folder asked for, or its place under POSTGRES_REACHABLE_DIR. */
   readonly dataDir: string;
   /** True when this process started the server (and so should stop it on a clean exit). */
   readonly startedHere: boolean;
@@ -78,19 +86,93 @@ async function runAs(): Promise<RunAs> {
   }
 }
 
-async function assertReachableBy(user: RunAs, dir: string): Promise<void> {
-  if (user.uid === undefined) return;
+/** The first folder above `dir` that `user` cannot enter, or null when it can reach `dir`. */
+async function unreachableAncestor(user: RunAs, dir: string): Promise<string | null> {
+  if (user.uid === undefined) return null;
   for (let current = path.dirname(dir); ; current = path.dirname(current)) {
     const info = await stat(current);
-    const traversable = (info.mode & 0o001) !== 0 || info.uid === user.uid;
-    if (!traversable) {
-      throw new Error(
-        `the embedded PostgreSQL runs as user postgres, which cannot enter ${current}; ` +
-          'run ppos from a folder that user can reach (e.g. under /tmp or /srv), or pass --db',
-      );
-    }
-    if (current === path.dirname(current)) return;
+    if ((info.mode & 0o001) === 0 && info.uid !== user.uid) return current;
+    if (current === path.dirname(current)) return null;
   }
+}
+
+const cannotEnter = (folder: string, advice: string): Error =>
+  new Error(`the embedded PostgreSQL runs as user postgres, which cannot enter ${folder}; ${advice}, or pass --db`);
+
+/**
+ * The cluster's folder for `requestedDir`: itself when `user` can reach it, otherwise one under
+ * POSTGRES_REACHABLE_DIR keyed by the requested folder's real path, so each checkout keeps its own.
+ */
+async function placeCluster(user: RunAs, requestedDir: string, log: (m: string) => void): Promise<string> {
+  const blocked = await unreachableAncestor(user, requestedDir);
+  if (blocked === null) return requestedDir;
+  // A real folder there is an existing cluster (or someone's files): never silently start another.
+  const existing = await lstat(requestedDir).catch(() => null);
+  if (existing && !existing.isSymbolicLink()) throw cannotEnter(blocked, `let it reach ${requestedDir}, or move that folder away`);
+  const home = await relocatedHome(user, requestedDir);
+  const blockedThere = await unreachableAncestor(user, home);
+  if (blockedThere !== null) throw cannotEnter(blockedThere, 'run ppos from a folder that user can reach (e.g. under /tmp or /srv)');
+  const dataDir = path.join(home, 'pgdata');
+  const previous = await linkTo(requestedDir, dataDir);
+  log(`user postgres cannot enter ${blocked}, so the embedded PostgreSQL of ${requestedDir} is in ${dataDir} (${requestedDir} links there)`);
+  // A moved checkout: its old cluster stays where it was, keyed by the old path.
+  if (previous !== null && previous !== dataDir) log(`${requestedDir} linked to ${previous} before; that cluster is left as it was`);
+  return dataDir;
+}
+
+async function relocatedHome(user: RunAs, requestedDir: string): Promise<string> {
+  const intended = path.join(await realpath(path.dirname(requestedDir)), path.basename(requestedDir));
+  const home = path.join(await reachableRoot(), createHash('sha256').update(intended).digest('hex').slice(0, 16));
+  await mkdir(home, { recursive: true, mode: 0o700 });
+  await chown(home, user.uid!, user.gid!);
+  // The data outlives the checkout: say whose it is, for the operator who finds it here.
+  await writeFile(path.join(home, 'origin'), `${intended}\n`);
+  return home;
+}
+
+/** POSTGRES_REACHABLE_DIR, made (or kept) enterable by the postgres user whatever the umask. */
+async function reachableRoot(): Promise<string> {
+  await mkdir(POSTGRES_REACHABLE_DIR, { recursive: true });
+  await chmod(POSTGRES_REACHABLE_DIR, 0o755);
+  return POSTGRES_REACHABLE_DIR;
+}
+
+/** As root the postgres user runs the binaries too: when it cannot reach node_modules, it runs a copy. */
+async function reachableBinaries(bins: Binaries, user: RunAs, log: (m: string) => void): Promise<Binaries> {
+  if ((await unreachableAncestor(user, bins.postgres)) === null) return bins;
+  const nativeDir = path.resolve(path.dirname(bins.postgres), '..');
+  const packageDir = path.dirname(nativeDir);
+  const { version } = JSON.parse(await readFile(path.join(packageDir, 'package.json'), 'utf8')) as { version: string };
+  // One copy per platform and version, shared by every checkout that installed that version.
+  const copyDir = path.join(await reachableRoot(), `postgres-${path.basename(packageDir)}-${version}`);
+  const inCopy = (file: string): string => path.join(copyDir, path.relative(nativeDir, file));
+  if (!existsSync(inCopy(bins.postgres))) {
+    log(`user postgres cannot reach ${nativeDir}: copying the PostgreSQL binaries to ${copyDir}`);
+    await copyWhole(nativeDir, copyDir);
+  }
+  return { postgres: inCopy(bins.postgres), pg_ctl: inCopy(bins.pg_ctl), initdb: inCopy(bins.initdb) };
+}
+
+/** Copies a folder into place whole or not at all; when another ppos finished first, its copy stays. */
+async function copyWhole(from: string, to: string): Promise<void> {
+  const staging = `${to}.copy-${process.pid}`;
+  await rm(staging, { recursive: true, force: true });
+  await cp(from, staging, { recursive: true, verbatimSymlinks: true });
+  await rename(staging, to).catch(async (error: NodeJS.ErrnoException) => {
+    await rm(staging, { recursive: true, force: true });
+    if (error.code !== 'ENOTEMPTY' && error.code !== 'EEXIST') throw error;
+  });
+}
+
+/** Points `link` at `target`, atomically (a ppos starting alongside sees one link or the other); returns the old target. */
+async function linkTo(link: string, target: string): Promise<string | null> {
+  const previous = await readlink(link).catch(() => null);
+  if (previous === target) return previous;
+  const staging = `${link}.link-${process.pid}`;
+  await rm(staging, { force: true });
+  await symlink(target, staging);
+  await rename(staging, link);
+  return previous;
 }
 
 /** The port of a live postmaster on this folder, from its lock file; null when none runs. */
@@ -154,14 +236,15 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
 
 export async function startEmbeddedPostgres(options: EmbeddedOptions = {}): Promise<EmbeddedPostgres> {
   const log = options.log ?? (() => undefined);
-  const dataDir = path.resolve(options.dataDir ?? path.join(process.cwd(), '.ppos', 'pgdata'));
+  const requestedDir = path.resolve(options.dataDir ?? path.join(process.cwd(), '.ppos', 'pgdata'));
   const database = options.database ?? 'ppos';
-  const home = path.dirname(dataDir);
-  const bins = await binaries();
   const user = await runAs();
-  await mkdir(home, { recursive: true });
-  if (user.uid !== undefined) await chown(home, user.uid, user.gid!);
-  await assertReachableBy(user, dataDir);
+  const bins = await reachableBinaries(await binaries(), user, log);
+  const requestedHome = path.dirname(requestedDir);
+  await mkdir(requestedHome, { recursive: true });
+  if (user.uid !== undefined) await chown(requestedHome, user.uid, user.gid!);
+  const dataDir = await placeCluster(user, requestedDir, log);
+  const home = path.dirname(dataDir);
   await initialise(bins, user, dataDir, log);
 
   let startedHere = false;

@@ -2,7 +2,6 @@
 // none answers, a node process), drives a realistic concurrent workload with deliberate
 // duplicate deliveries, kills the node with SIGKILL half-way and restarts it, then proves
 // from the journal that every acknowledged command took effect exactly once.
-import path from 'node:path';
 import stringify from 'safe-stable-stringify';
 import type { Logger } from 'pino';
 import { actorKinds } from '../actors/index.js';
@@ -109,7 +108,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
 
   const opened = await openJournal(config, logger, { poolSize: 4 });
   const databaseUrl = config.databaseUrl ?? opened.embedded!.url;
-  progress.line(config.databaseUrl ? 'journal: PostgreSQL from --db' : `journal: embedded PostgreSQL in ${path.resolve(config.dataDir, 'pgdata')}`);
+  progress.line(opened.embedded ? `journal: embedded PostgreSQL in ${opened.embedded.dataDir}` : 'journal: PostgreSQL from --db');
   const nats = await natsFor(config.natsUrl, progress);
   const client = await PposClient.connect(nats.url, 'ppos-demo');
   const nodeLogs: string[] = [];
