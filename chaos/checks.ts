@@ -7,7 +7,7 @@ import { actorKinds } from '../actors/index.js';
 import type { WorkOrderContext } from '../actors/workorder.js';
 import type { StoredReply } from '../persistence/journal.js';
 import type { PgJournal } from '../persistence/pg-journal.js';
-import type { Reply } from '../runtime/envelope.js';
+import { RESERVED_ID_PREFIX, type Reply } from '../runtime/envelope.js';
 import { loadState } from '../runtime/recovery.js';
 import type { CommandRecord } from './workload.js';
 
@@ -40,8 +40,8 @@ interface DedupeRow {
   reply: StoredReply;
 }
 
-/** Ids the runtime itself uses for saga steps and their answers (work order `wo:` ids). */
-const internalId = (messageId: string): boolean => messageId.startsWith('wo:');
+/** Ids the runtime itself uses for saga steps and their answers (the reserved `ppos:` prefix). */
+const internalId = (messageId: string): boolean => messageId.startsWith(RESERVED_ID_PREFIX);
 
 /** Events a first answer says its own message id journaled: a settled SHORTAGE still journaled its ReleaseStarted. */
 function ownEvents(record: CommandRecord, reply: Reply): number {

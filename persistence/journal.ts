@@ -49,6 +49,8 @@ export interface AppendEntry {
   readonly correlationId?: string | undefined;
   readonly causationId?: string | undefined;
   readonly recordedAt: Date;
+  /** The time the message id carries (a ULID's), if any: dedupe retention ages records by it. */
+  readonly idTime?: Date | undefined;
   /** A saga's settling event also finalises the dedupe record of the command that started it. */
   readonly settles?: { readonly messageId: string; readonly reply: StoredReply } | undefined;
 }
@@ -81,10 +83,16 @@ export type AppendResult =
   | { readonly status: 'duplicate'; readonly record: DedupeRecord }
   /** Another writer appended at expectedSeq + 1: nothing was written; reload before deciding again. */
   | { readonly status: 'conflict' }
-  /** The message id is in the journal but its dedupe record has expired (retention). */
+  /**
+   * The message id may have been seen before, but its dedupe record is gone (retention): its
+   * event is in the journal, or its id's time is older than what retention has pruned.
+   * Nothing was written; deciding it again could apply it twice.
+   */
   | { readonly status: 'expired-id' }
   /** The writer's epoch is not the shard's current one: ownership moved, nothing was written. */
-  | { readonly status: 'fenced' };
+  | { readonly status: 'fenced' }
+  /** The journal cannot store a value of this command (the database refused it as data): nothing was written. */
+  | { readonly status: 'invalid'; readonly message: string };
 
 export type UnitResult =
   | Exclude<AppendResult, { status: 'duplicate' }>
@@ -98,7 +106,10 @@ export interface StoredSnapshot {
   readonly hash: string;
 }
 
-/** The journal could not be reached or did not answer. `ambiguous`: a commit may have landed. */
+/**
+ * The journal could not be reached or did not answer. `ambiguous`: a commit may have landed and
+ * the journal could not find out whether it did (the caller must not say "nothing was applied").
+ */
 export class JournalUnavailableError extends Error {
   constructor(
     message: string,
@@ -127,7 +138,10 @@ export interface Journal {
   duplicatesAnswered(): Promise<number>;
   /** Actors with a saga that has not settled (its starting command's record is still pending). */
   openSagas(): Promise<ActorRef[]>;
-  /** Deletes settled dedupe records older than the retention; returns how many. */
+  /**
+   * Deletes settled dedupe records whose message id's time is older than `olderThanHours` by
+   * the database's clock, and moves the horizon below which a repeat is refused; returns how many.
+   */
   pruneDedupe(olderThanHours: number): Promise<number>;
   close(): Promise<void>;
 }

@@ -99,6 +99,21 @@ const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE ppos_events ADD COLUMN shard integer;
     `,
   },
+  {
+    version: 4,
+    name: 'process incarnations, dedupe horizon by message id time',
+    sql: `
+      -- One incarnation per process: two processes started with the same node id are told
+      -- apart, and only the newest may hold (and be sent) what belongs to that id.
+      ALTER TABLE ppos_nodes ADD COLUMN incarnation text;
+      ALTER TABLE ppos_shard_leases ADD COLUMN owner_incarnation text;
+      -- The time a message id carries (a ULID's), null for ids without one. Dedupe retention
+      -- prunes by it, and refuses a repeat from before what it pruned (pg-journal.ts).
+      ALTER TABLE ppos_dedupe ADD COLUMN id_time timestamptz;
+      DROP INDEX ppos_dedupe_recorded_at;
+      CREATE INDEX ppos_dedupe_id_time ON ppos_dedupe (id_time) WHERE id_time IS NOT NULL;
+    `,
+  },
 ];
 
 /** An arbitrary constant naming ppos's migration lock among the database's advisory locks. */

@@ -23,7 +23,7 @@ WITH input AS (
   SELECT * FROM json_to_recordset($1::json) AS t(
     unit integer, ord integer, expected_seq bigint, kind text, actor_id text, message_id text, fingerprint text, reply json, seq bigint,
     event_type text, event_data jsonb, correlation_id text, causation_id text,
-    machine_version integer, epoch bigint, shard integer, recorded_at timestamptz,
+    machine_version integer, epoch bigint, shard integer, recorded_at timestamptz, id_time timestamptz,
     settle_message_id text, settle_reply json)
 ), fence AS MATERIALIZED (
   -- FOR SHARE: an append either commits before a takeover bumps the shard's epoch (which waits
@@ -37,8 +37,15 @@ WITH input AS (
   WHERE NOT ((f.shard IS NULL AND i.epoch = 0) OR f.epoch IS NOT DISTINCT FROM i.epoch)
 ), seen AS (
   -- A unit is all or nothing: one of its message ids recorded before means none of it applies.
-  SELECT i.unit, i.message_id FROM input i
+  -- The record comes back with the outcome, so a repeat is answered without a second read.
+  SELECT i.unit, i.message_id, d.fingerprint, d.reply, d.seq FROM input i
   JOIN ppos_dedupe d ON d.kind = i.kind AND d.actor_id = i.actor_id AND d.message_id = i.message_id
+), expired AS (
+  -- Dedupe retention pruned every record whose id's time is below this horizon: a message id
+  -- from before it, not found, may be a repeat whose record is gone. Refused, never decided again.
+  SELECT DISTINCT i.unit FROM input i
+  JOIN ppos_cluster h ON h.key = 'dedupe_pruned_before'
+  WHERE i.id_time < to_timestamp(h.value::float8 / 1000) AND i.unit NOT IN (SELECT unit FROM seen)
 ), stale AS (
   -- The writer decided on state older than the journal (even a command that appends nothing,
   -- e.g. a rejection, must not be recorded on a stale view): reload and decide again.
@@ -46,12 +53,13 @@ WITH input AS (
   WHERE i.ord = 0 AND EXISTS (SELECT 1 FROM ppos_events e WHERE e.kind = i.kind AND e.actor_id = i.actor_id AND e.seq = i.expected_seq + 1)
 ), allowed AS (
   SELECT i.* FROM input i
-  WHERE i.unit NOT IN (SELECT unit FROM fenced) AND i.unit NOT IN (SELECT unit FROM seen) AND i.unit NOT IN (SELECT unit FROM stale)
+  WHERE i.unit NOT IN (SELECT unit FROM fenced) AND i.unit NOT IN (SELECT unit FROM seen)
+    AND i.unit NOT IN (SELECT unit FROM expired) AND i.unit NOT IN (SELECT unit FROM stale)
 ), recorded AS (
-  INSERT INTO ppos_dedupe (kind, actor_id, message_id, fingerprint, reply, seq, recorded_at)
+  INSERT INTO ppos_dedupe (kind, actor_id, message_id, fingerprint, reply, seq, recorded_at, id_time)
   -- No ON CONFLICT: a message id recorded concurrently (after this statement's snapshot) fails
   -- the whole statement, so a unit is never half written; the retry then sees it as seen.
-  SELECT kind, actor_id, message_id, fingerprint, reply, seq, recorded_at FROM allowed
+  SELECT kind, actor_id, message_id, fingerprint, reply, seq, recorded_at, id_time FROM allowed
   RETURNING kind, actor_id, message_id
 ), appended AS (
   INSERT INTO ppos_events (kind, actor_id, seq, type, data, message_id, correlation_id, causation_id, machine_version, epoch, shard, recorded_at)
@@ -68,9 +76,11 @@ WITH input AS (
     AND d.kind = i.kind AND d.actor_id = i.actor_id AND d.message_id = i.settle_message_id
   RETURNING 1
 )
-SELECT DISTINCT unit, 'fenced' AS outcome, NULL AS message_id FROM fenced
-UNION ALL SELECT unit, 'seen', message_id FROM seen WHERE unit NOT IN (SELECT unit FROM fenced)
-UNION ALL SELECT unit, 'stale', NULL FROM stale WHERE unit NOT IN (SELECT unit FROM fenced) AND unit NOT IN (SELECT unit FROM seen)`;
+SELECT unit, 'fenced' AS outcome, NULL AS message_id, NULL AS fingerprint, NULL::json AS reply, NULL::bigint AS seq FROM fenced
+UNION ALL SELECT unit, 'seen', message_id, fingerprint, reply, seq FROM seen WHERE unit NOT IN (SELECT unit FROM fenced)
+UNION ALL SELECT unit, 'expired', NULL, NULL, NULL, NULL FROM expired WHERE unit NOT IN (SELECT unit FROM fenced)
+UNION ALL SELECT unit, 'stale', NULL, NULL, NULL, NULL FROM stale
+  WHERE unit NOT IN (SELECT unit FROM fenced) AND unit NOT IN (SELECT unit FROM seen) AND unit NOT IN (SELECT unit FROM expired)`;
 
 const EVENT_COLUMNS = 'seq, type, data, message_id, correlation_id, causation_id, machine_version, epoch, recorded_at';
 
@@ -83,6 +93,8 @@ export interface PgJournalOptions {
   readonly groupCommit?: Partial<GroupCommitOptions>;
   /** Called for pool-level errors (an idle connection dropped); they must never crash a node. */
   readonly onPoolError?: (error: Error) => void;
+  /** How long to look for the outcome of a commit whose connection broke (default 10 s). */
+  readonly outcomeLookupMs?: number;
 }
 
 interface PgError extends Error {
@@ -94,13 +106,32 @@ const isSqlError = (error: unknown): error is PgError =>
   error instanceof Error && typeof (error as PgError).code === 'string' && /^[0-9A-Z]{5}$/.test((error as PgError).code ?? '');
 
 /**
- * A failure the server reported for the statement means it did not commit; a broken
- * connection (or a connection-class SQLSTATE) leaves the outcome of a sent commit unknown.
+ * Whether a failure of a statement that was sent leaves its outcome unknown. The server reporting
+ * an error for the statement means it did not commit — except when it reports that it is
+ * shutting this connection down (57P01 admin shutdown, 57P02 crash shutdown: pg_terminate_backend,
+ * a restart), which can come after the commit. A broken connection (08xxx, or no SQLSTATE at all:
+ * a reset socket) never tells.
  */
-function unavailable(error: unknown, statementSent: boolean): JournalUnavailableError {
-  const definite = isSqlError(error) && !error.code!.startsWith('08');
+function outcomeUnknown(error: unknown): boolean {
+  if (!isSqlError(error)) return true;
+  const code = error.code!;
+  return code.startsWith('08') || code === '57P01' || code === '57P02';
+}
+
+/** A statement sent, whose commit may or may not have landed; `backendPid` ran it. */
+class CommitOutcomeUnknown extends Error {
+  constructor(
+    readonly backendPid: number | undefined,
+    readonly failure: unknown,
+  ) {
+    super(failure instanceof Error ? failure.message : String(failure));
+  }
+}
+
+/** The journal could not be reached before anything was sent: certainly not committed. */
+function notReached(error: unknown): JournalUnavailableError {
   const message = error instanceof Error ? error.message : String(error);
-  return new JournalUnavailableError(`journal unavailable: ${message}`, statementSent && !definite, { cause: error });
+  return new JournalUnavailableError(`journal unavailable: ${message}`, false, { cause: error });
 }
 
 function eventRow(row: Record<string, unknown>): JournaledEvent {
@@ -139,17 +170,49 @@ function unitRows(unit: AppendUnit, index: number): Record<string, unknown>[] {
       epoch: unit.epoch,
       shard: unit.shard,
       recorded_at: entry.recordedAt.toISOString(),
+      id_time: entry.idTime?.toISOString() ?? null,
       settle_message_id: entry.settles?.messageId ?? null,
       settle_reply: entry.settles?.reply ?? null,
     };
   });
 }
 
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+interface AppendOutcomeRow {
+  readonly unit: number;
+  readonly outcome: 'fenced' | 'seen' | 'expired' | 'stale';
+  readonly message_id: string | null;
+  readonly fingerprint: string | null;
+  readonly reply: StoredReply | null;
+  readonly seq: number | null;
+}
+
+/** The statement returns only what did not commit: each unit's result, from those rows. */
+function outcomesOf(batch: readonly AppendUnit[], rows: readonly AppendOutcomeRow[]): UnitResult[] {
+  const results: UnitResult[] = batch.map(() => ({ status: 'committed' }));
+  const repeats = new Map<number, DedupeRecord[]>();
+  for (const row of rows) {
+    if (row.outcome === 'fenced') results[row.unit] = { status: 'fenced' };
+    else if (row.outcome === 'expired') results[row.unit] = { status: 'expired-id' };
+    else if (row.outcome === 'stale') results[row.unit] = { status: 'conflict' };
+    else {
+      const records = repeats.get(row.unit) ?? [];
+      records.push({ messageId: row.message_id!, fingerprint: row.fingerprint!, reply: row.reply!, seq: row.seq! });
+      repeats.set(row.unit, records);
+    }
+  }
+  for (const [unit, records] of repeats) results[unit] = { status: 'duplicate', records };
+  return results;
+}
+
 export class PgJournal implements Journal {
   readonly pool: pg.Pool;
   private readonly committer: GroupCommitter<AppendUnit, UnitResult>;
+  private readonly outcomeLookupMs: number;
 
   constructor(options: PgJournalOptions) {
+    this.outcomeLookupMs = options.outcomeLookupMs ?? 10_000;
     this.pool = new pg.Pool({
       connectionString: options.connectionString,
       max: options.poolSize ?? 8,
@@ -189,15 +252,15 @@ export class PgJournal implements Journal {
     return this.committer.submit(unit);
   }
 
+  /** One result per unit, always: one unit's failure never decides another's answer. */
   private async flush(batch: readonly AppendUnit[]): Promise<(UnitResult | Error)[]> {
     try {
       return await this.appendTogether(batch);
     } catch (error) {
-      if (!(isSqlError(error) && error.code !== undefined && !error.code.startsWith('08'))) {
-        return batch.map(() => (error instanceof JournalUnavailableError ? error : unavailable(error, true)));
-      }
+      if (error instanceof CommitOutcomeUnknown) return this.findOutcomes(batch, error);
+      if (error instanceof JournalUnavailableError) return batch.map(() => error);
       // The statement failed as a whole and wrote nothing; when several actors shared it,
-      // try each alone so one actor's conflict fails only that actor's append.
+      // try each alone so one actor's conflict or bad value fails only that actor's append.
       const results: (UnitResult | Error)[] = [];
       for (const unit of batch) results.push(await this.appendAlone(unit, batch.length === 1 ? error : undefined));
       return results;
@@ -214,18 +277,66 @@ export class PgJournal implements Journal {
       try {
         return (await this.appendTogether([unit]))[0]!;
       } catch (single) {
+        if (single instanceof CommitOutcomeUnknown) return (await this.findOutcomes([unit], single))[0]!;
+        if (single instanceof JournalUnavailableError) return single;
         error = single;
       }
     }
     return this.classifySingleFailure(error);
   }
 
+  /** A definite failure of one unit alone: nothing of it was written. */
   private classifySingleFailure(error: unknown): UnitResult | Error {
-    if (isSqlError(error) && error.code === '23505') {
-      if (error.constraint === 'ppos_events_pkey') return { status: 'conflict' };
-      if (error.constraint === 'ppos_events_message_id') return { status: 'expired-id' };
+    if (isSqlError(error)) {
+      if (error.code === '23505' && error.constraint === 'ppos_events_pkey') return { status: 'conflict' };
+      if (error.code === '23505' && error.constraint === 'ppos_events_message_id') return { status: 'expired-id' };
+      // Class 22 (data exception): a value of this command the journal cannot store, such as
+      // text PostgreSQL refuses. The command is bad, not the journal: retrying cannot help.
+      if (error.code!.startsWith('22')) return { status: 'invalid', message: `the journal cannot store this command: ${error.message}` };
     }
-    return unavailable(error, true);
+    const message = error instanceof Error ? error.message : String(error);
+    return new JournalUnavailableError(`journal unavailable: ${message}`, false, { cause: error });
+  }
+
+  /**
+   * The connection broke after the statement was sent: find out, per unit, whether it committed.
+   * First the backend that ran it must be gone or idle (else a commit could still land after the
+   * look), then each unit's first dedupe record tells: there with the fingerprint and seq this
+   * unit wrote, it committed; absent, it did not. When that cannot be learnt in time, the unit's
+   * outcome stays unknown (an ambiguous error), and its command is not answered "not applied".
+   */
+  private async findOutcomes(units: readonly AppendUnit[], unknown: CommitOutcomeUnknown): Promise<(UnitResult | Error)[]> {
+    const lost = `journal connection lost while committing: ${unknown.message}`;
+    if (unknown.backendPid === undefined) return units.map(() => new JournalUnavailableError(lost, true, { cause: unknown.failure }));
+    const firsts = units.map((unit) => unitRows(unit, 0)[0]!);
+    // Retried until the deadline: the database may be briefly unreachable (the very reason the
+    // connection broke), and the answer is worth a wait; the sender's retry covers a longer one.
+    for (const deadline = Date.now() + this.outcomeLookupMs; Date.now() < deadline; await sleep(100)) {
+      try {
+        if (await this.backendBusy(unknown.backendPid)) continue;
+        const found = await this.query(
+          `SELECT r.ord, d.fingerprint, d.seq FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS r(kind, actor_id, message_id, ord)
+           JOIN ppos_dedupe d ON d.kind = r.kind AND d.actor_id = r.actor_id AND d.message_id = r.message_id`,
+          [firsts.map((f) => f.kind), firsts.map((f) => f.actor_id), firsts.map((f) => f.message_id)],
+        );
+        const records = new Map(found.rows.map((row) => [Number(row.ord) - 1, row as { fingerprint: string; seq: number }]));
+        return firsts.map((first, index): UnitResult | Error => {
+          const record = records.get(index);
+          if (!record) return new JournalUnavailableError(`${lost}; it did not commit`, false, { cause: unknown.failure });
+          if (record.fingerprint === first.fingerprint && record.seq === first.seq) return { status: 'committed' };
+          return new JournalUnavailableError(`${lost}; the message id was recorded by another write`, true, { cause: unknown.failure });
+        });
+      } catch {
+        // not reachable yet: look again
+      }
+    }
+    return units.map(() => new JournalUnavailableError(`${lost}; whether it committed could not be found out`, true, { cause: unknown.failure }));
+  }
+
+  /** Whether a backend still runs a statement (a statement sent before its connection broke). */
+  private async backendBusy(pid: number): Promise<boolean> {
+    const result = await this.query(`SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND state IS DISTINCT FROM 'idle'`, [pid]);
+    return (result.rowCount ?? 0) > 0;
   }
 
   private async appendTogether(batch: readonly AppendUnit[]): Promise<UnitResult[]> {
@@ -233,9 +344,9 @@ export class PgJournal implements Journal {
     try {
       client = await this.pool.connect();
     } catch (error) {
-      throw unavailable(error, false);
+      throw notReached(error);
     }
-    let rows: { unit: number; outcome: 'fenced' | 'seen' | 'stale'; message_id: string | null }[];
+    let rows: AppendOutcomeRow[];
     let broken: unknown;
     // A checked-out client has no pool listener: a connection reset mid-query would be an
     // unhandled 'error' event and take the whole node down. The query itself rejects too.
@@ -243,56 +354,26 @@ export class PgJournal implements Journal {
       broken ??= error;
     };
     client.on('error', onError);
+    const backendPid = (client as unknown as { processID?: number }).processID;
     try {
       const result = await client.query({ name: 'ppos_append', text: APPEND_SQL, values: [JSON.stringify(batch.flatMap(unitRows))] });
       rows = result.rows;
     } catch (error) {
       if (!isSqlError(error) || error.code!.startsWith('08')) broken = error;
-      throw error;
+      throw outcomeUnknown(error) ? new CommitOutcomeUnknown(backendPid, error) : error;
     } finally {
       client.off('error', onError);
       client.release(broken instanceof Error ? broken : undefined);
     }
-    // Only what did not commit comes back: fenced units, and message ids recorded before.
-    const fenced = new Set<number>();
-    const stale = new Set<number>();
-    const repeats = new Map<number, string[]>();
-    for (const row of rows) {
-      if (row.outcome === 'fenced') fenced.add(row.unit);
-      else if (row.outcome === 'stale') stale.add(row.unit);
-      else repeats.set(row.unit, [...(repeats.get(row.unit) ?? []), row.message_id!]);
-    }
-    const results: UnitResult[] = [];
-    for (const [index, unit] of batch.entries()) {
-      if (fenced.has(index)) {
-        results.push({ status: 'fenced' });
-        continue;
-      }
-      if (stale.has(index)) {
-        results.push({ status: 'conflict' });
-        continue;
-      }
-      const repeated = repeats.get(index);
-      if (!repeated) {
-        results.push({ status: 'committed' });
-        continue;
-      }
-      const records: DedupeRecord[] = [];
-      for (const messageId of repeated) {
-        const record = await this.findDedupe(unit.ref, messageId);
-        if (!record) throw new JournalUnavailableError('dedupe record vanished between insert and read', false);
-        records.push(record);
-      }
-      results.push({ status: 'duplicate', records });
-    }
-    return results;
+    return outcomesOf(batch, rows);
   }
 
+  /** Reads (and writes that are safe to repeat): a broken connection is simply "unavailable". */
   private async query(text: string, values: unknown[]): Promise<pg.QueryResult> {
     try {
       return await this.pool.query(text, values);
     } catch (error) {
-      throw isSqlError(error) && !error.code!.startsWith('08') ? error : unavailable(error, false);
+      throw isSqlError(error) && !error.code!.startsWith('08') ? error : notReached(error);
     }
   }
 
@@ -376,12 +457,36 @@ export class PgJournal implements Journal {
   }
 
   async pruneDedupe(olderThanHours: number): Promise<number> {
-    // A record still waiting for its saga to settle is never pruned.
-    const result = await this.query(
-      `DELETE FROM ppos_dedupe WHERE recorded_at < now() - make_interval(hours => $1) AND (reply->>'pending') IS DISTINCT FROM 'true'`,
-      [olderThanHours],
-    );
-    return result.rowCount ?? 0;
+    // One transaction, one clock (the database's): the horizon moves with the deletion, so an
+    // append sees either both (the repeat is refused as expired) or neither (it is seen).
+    // Records of ids without a time are kept; a record still waiting for its saga is never pruned.
+    const client = await this.pool.connect().catch((error: unknown) => {
+      throw notReached(error);
+    });
+    const ignore = (): void => undefined;
+    client.on('error', ignore);
+    try {
+      await client.query('BEGIN');
+      const horizon = await client.query(
+        // Stored as epoch milliseconds: text that reads back the same under any session's DateStyle.
+        `INSERT INTO ppos_cluster (key, value) VALUES ('dedupe_pruned_before', floor(extract(epoch FROM now() - make_interval(secs => $1::float8 * 3600)) * 1000)::bigint::text)
+         ON CONFLICT (key) DO UPDATE SET value = greatest(ppos_cluster.value::bigint, EXCLUDED.value::bigint)::text
+         RETURNING value`,
+        [olderThanHours],
+      );
+      const removed = await client.query(
+        `DELETE FROM ppos_dedupe WHERE id_time < to_timestamp($1::float8 / 1000) AND (reply->>'pending') IS DISTINCT FROM 'true'`,
+        [horizon.rows[0].value],
+      );
+      await client.query('COMMIT');
+      return removed.rowCount ?? 0;
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw isSqlError(error) && !error.code!.startsWith('08') ? error : notReached(error);
+    } finally {
+      client.off('error', ignore);
+      client.release();
+    }
   }
 
   async close(): Promise<void> {

@@ -5,16 +5,8 @@ import type { AnyMachineSnapshot } from 'xstate';
 import type { Logger } from 'pino';
 import type { ActorKind, Command, DomainEvent, SagaSettlement } from '../actors/kind.js';
 import { applyEvent } from '../actors/state.js';
-import {
-  JournalUnavailableError,
-  type ActorRef,
-  type AppendResult,
-  type UnitResult,
-  type DedupeRecord,
-  type Journal,
-  type StoredReply,
-} from '../persistence/journal.js';
-import { answerRepeat, fingerprint, RecentReplies, type RememberedReply } from './dedupe.js';
+import { JournalUnavailableError, refKey, type ActorRef, type UnitResult, type DedupeRecord, type Journal, type StoredReply } from '../persistence/journal.js';
+import { answerRepeat, fingerprint, messageIdTime, RecentReplies, type RememberedReply } from './dedupe.js';
 import { errorReply, type Envelope, type Reply } from './envelope.js';
 import { loadState, snapshotOf, type LoadedState } from './recovery.js';
 
@@ -58,6 +50,14 @@ export interface DeferredReply {
   readonly deferred: Promise<Reply>;
 }
 
+/**
+ * What handling a message gives: a reply now, one deferred until a saga settles, or null when
+ * the outcome is unknown (a commit's answer was lost and could not be found out). Null is never
+ * answered "nothing was applied" (that could be false): the sender's retry with the same id
+ * learns the truth from the journal's dedupe record.
+ */
+export type Handled = Reply | DeferredReply | null;
+
 export const isDeferred = (handled: Reply | DeferredReply): handled is DeferredReply => 'deferred' in handled;
 
 /** A command decided on some state, not yet journaled. */
@@ -72,7 +72,13 @@ interface Decided {
   readonly stored: StoredReply;
   readonly settlement: SagaSettlement | null;
   readonly opensSaga: boolean;
+  /** The settled reply of the saga this command settles, recorded in the same statement. */
+  readonly settles?: { readonly messageId: string; readonly reply: StoredReply };
 }
+
+const reloading = (): Reply => errorReply('UNAVAILABLE', 'actor is reloading after a journal failure; nothing was applied, retry');
+const ownedElsewhere = (ref: ActorRef): Reply =>
+  errorReply('UNAVAILABLE', `${ref.kind}/${ref.id} is now owned elsewhere; nothing was applied, retry`);
 
 /** Client commands whose saga is still open here, and whoever waits for their reply. */
 interface OpenSaga {
@@ -145,7 +151,7 @@ export class ActorHost {
     this.openSagas.clear();
   }
 
-  async handle(incoming: Incoming): Promise<Reply | DeferredReply> {
+  async handle(incoming: Incoming): Promise<Handled> {
     return (await this.handleBatch([incoming]))[0]!;
   }
 
@@ -153,71 +159,63 @@ export class ActorHost {
    * Handles consecutive messages of the mailbox. Consecutive plain commands are decided one
    * after the other, each on the state the previous ones produce, and journaled as one unit in
    * one commit (all or nothing); memory moves and replies go out only once it has landed. A hot
-   * actor so pays one commit per batch, not per command. Queries, repeats, and commands that
-   * start or settle a saga are handled on their own, on committed state.
+   * actor so pays one commit per batch, not per command. Queries and repeats are answered on
+   * committed state; a command that starts or settles a saga is a unit of its own.
    */
-  async handleBatch(items: readonly Incoming[]): Promise<(Reply | DeferredReply)[]> {
-    const results: (Reply | DeferredReply)[] = new Array(items.length);
+  async handleBatch(items: readonly Incoming[]): Promise<Handled[]> {
+    const results: Handled[] = new Array(items.length);
     let i = 0;
     while (i < items.length) {
       if (this.broken) {
         // Memory may be behind the journal now: the rest must be retried on a reloaded actor.
-        for (; i < items.length; i += 1) results[i] = errorReply('UNAVAILABLE', 'actor is reloading after a journal failure; nothing was applied, retry');
+        for (; i < items.length; i += 1) results[i] = reloading();
         break;
       }
-      const unit: { index: number; decided: Decided }[] = [];
-      const ids = new Set<string>();
-      let state = this.state;
-      let seq = this.seqValue;
-      let j = i;
-      for (; j < items.length; j += 1) {
-        const item = items[j]!;
-        // The same id twice: the repeat must see the first one's committed outcome.
-        if (ids.has(item.envelope.id)) break;
-        const pre = this.preflight(item);
-        if ('answer' in pre) {
-          // A query answers from committed state: it waits for the commands before it.
-          if (pre.query && unit.length > 0) break;
-          this.messagesHandled += 1;
-          results[j] = pre.answer;
-          continue;
-        }
-        const decided = this.decideOn(state, seq, item, pre.command, pre.print);
-        if (decided.settlement || decided.opensSaga) {
-          if (unit.length > 0) break;
-          this.messagesHandled += 1;
-          results[j] = await this.appendAlone(item, pre.command, pre.print, decided);
-          j += 1;
-          break;
-        }
-        this.messagesHandled += 1;
-        unit.push({ index: j, decided });
-        ids.add(item.envelope.id);
-        state = decided.next;
-        seq = decided.seq;
+      const { unit, next } = this.collectUnit(items, i, results);
+      if (unit.length > 0) {
+        const handled = await this.commit(unit.map((u) => u.decided));
+        handled.forEach((h, k) => {
+          results[unit[k]!.index] = h;
+        });
       }
-      if (unit.length === 1) {
-        const { index, decided } = unit[0]!;
-        results[index] = await this.appendAlone(items[index]!, decided.command, decided.print, decided);
-      } else if (unit.length > 1) {
-        const replies = await this.commitUnit(unit.map((u) => u.decided));
-        if (replies === 'split') {
-          // Nothing of the unit was written (a repeat the journal knew, or a conflict): each
-          // command again, alone, on the committed state.
-          for (const { index, decided } of unit) {
-            results[index] = this.broken
-              ? errorReply('UNAVAILABLE', 'actor is reloading after a journal failure; nothing was applied, retry')
-              : await this.appendAlone(items[index]!, decided.command, decided.print);
-          }
-        } else {
-          replies.forEach((reply, k) => {
-            results[unit[k]!.index] = reply;
-          });
-        }
-      }
-      i = j;
+      i = next;
     }
     return results;
+  }
+
+  /**
+   * From `start` on: answers what needs no decision into `results`, and decides the longest run
+   * of commands that can share one commit. Returns that unit and where the next one starts.
+   */
+  private collectUnit(items: readonly Incoming[], start: number, results: Handled[]): { unit: { index: number; decided: Decided }[]; next: number } {
+    const unit: { index: number; decided: Decided }[] = [];
+    const ids = new Set<string>();
+    let state = this.state;
+    let seq = this.seqValue;
+    let j = start;
+    for (; j < items.length; j += 1) {
+      const item = items[j]!;
+      // The same id twice: the repeat must see the first one's committed outcome.
+      if (ids.has(item.envelope.id)) break;
+      const pre = this.preflight(item);
+      if ('answer' in pre) {
+        // A query answers from committed state: it waits for the commands before it.
+        if (pre.query && unit.length > 0) break;
+        this.messagesHandled += 1;
+        results[j] = pre.answer;
+        continue;
+      }
+      const decided = this.decideOn(state, seq, item, pre.command, pre.print);
+      const alone = decided.settlement !== null || decided.opensSaga;
+      if (alone && unit.length > 0) break;
+      this.messagesHandled += 1;
+      unit.push({ index: j, decided });
+      ids.add(item.envelope.id);
+      state = decided.next;
+      seq = decided.seq;
+      if (alone) return { unit, next: j + 1 };
+    }
+    return { unit, next: j };
   }
 
   /** What can be answered without deciding: bad input, queries, repeats, waits on open sagas. */
@@ -226,34 +224,13 @@ export class ActorHost {
     const parsed = this.kind.parseCommand(envelope.type, envelope.payload, incoming.internal ?? false);
     if (!parsed.ok) return { answer: errorReply(parsed.code, parsed.message), query: false };
     const command = parsed.command;
-    if (this.kind.queries.has(command.type)) return { answer: this.okReply(this.seqValue, []), query: true };
+    if (this.kind.queries.has(command.type)) return { answer: this.okReply(this.seqValue, [], this.state), query: true };
     const print = fingerprint(command.type, command.payload);
     const open = this.openSagas.get(envelope.id);
     if (open) return { answer: this.waitForSaga(envelope.id, open.fingerprint, print), query: false };
     const remembered = this.recent.get(envelope.id);
     if (remembered) return { answer: this.repeat(remembered, print, envelope.id), query: false };
     return { command, print };
-  }
-
-  /** One command on its own: decide, journal, and on a conflict reload and try once more. */
-  private async appendAlone(incoming: Incoming, command: Command, print: string, decided?: Decided): Promise<Reply | DeferredReply> {
-    const first = await this.decideAndAppend(incoming, command, print, decided);
-    if (first !== 'conflict') return first;
-    // Someone else appended to this actor's journal: reload, and try once more on fresh state.
-    this.options.logger.warn({ actor: `${this.ref.kind}/${this.ref.id}`, seq: this.seqValue }, 'journal conflict; reloading');
-    try {
-      const reloaded = await loadState(this.options.journal, this.kind, this.ref);
-      this.state = reloaded.state;
-      this.seqValue = reloaded.seq;
-      this.snapshotSeqValue = reloaded.snapshotSeq;
-    } catch (error) {
-      this.broken = true;
-      return errorReply('UNAVAILABLE', `could not reload after a journal conflict: ${(error as Error).message}`);
-    }
-    const second = await this.decideAndAppend(incoming, command, print);
-    if (second !== 'conflict') return second;
-    this.broken = true;
-    return errorReply('UNAVAILABLE', 'another writer keeps appending to this actor; nothing was applied');
   }
 
   /** Decides `command` on `state` (committed, or speculative inside a batch). Pure. */
@@ -280,8 +257,18 @@ export class ActorHost {
     return { incoming, command, print, event, next, seq: nextSeq, stored, settlement, opensSaga };
   }
 
-  /** Journals a batch's plain commands in one unit; 'split' when nothing was written and each must go alone. */
-  private async commitUnit(unit: readonly Decided[]): Promise<Reply[] | 'split'> {
+  /**
+   * The one commit path: journals a unit (one command, or a batch's plain commands) and answers
+   * each of its commands. Journal first, memory second; a unit that did not commit as a whole is
+   * taken apart, and each command decided again, alone, on committed state.
+   */
+  private async commit(unit: readonly Decided[], attempt = 0): Promise<Handled[]> {
+    let decided = unit;
+    if (unit.length === 1 && unit[0]!.settlement) {
+      const prepared = await this.withSettledReply(unit[0]!);
+      if (!('decided' in prepared)) return [prepared.reply];
+      decided = [prepared.decided];
+    }
     let result: UnitResult;
     const appendStarted = performance.now();
     try {
@@ -290,38 +277,111 @@ export class ActorHost {
         expectedSeq: this.seqValue,
         machineVersion: this.kind.machineVersion,
         ...this.options.fence(this.ref),
-        entries: unit.map((d) => ({
+        entries: decided.map((d) => ({
           event: d.event,
           messageId: d.incoming.envelope.id,
+          idTime: messageIdTime(d.incoming.envelope.id),
           fingerprint: d.print,
           reply: d.stored,
           correlationId: d.incoming.envelope.correlationId,
           causationId: d.incoming.envelope.causationId,
           recordedAt: d.incoming.receivedAt,
+          settles: d.settles,
         })),
       });
     } catch (error) {
-      if (!(error instanceof JournalUnavailableError)) throw error;
-      if (error.ambiguous) this.broken = true;
-      return unit.map(() => errorReply('UNAVAILABLE', `${error.message}; nothing was applied, retry with the same id`));
+      if (!(error instanceof JournalUnavailableError) || error.ambiguous) {
+        // The commit may have landed: drop this memory so the next message reloads from the
+        // journal, and answer nothing for these commands (see `Handled`).
+        this.broken = true;
+        this.options.logger.warn({ actor: refKey(this.ref), messageIds: decided.map((d) => d.incoming.envelope.id), err: (error as Error).message }, 'commit outcome unknown; not answered, a retry with the same id is answered from the journal');
+        return decided.map(() => null);
+      }
+      return decided.map(() => errorReply('UNAVAILABLE', `${error.message}; nothing was applied, retry with the same id`));
     }
     this.options.metrics?.appendLatency(performance.now() - appendStarted);
+    if (result.status === 'committed') return this.applyCommitted(decided);
     if (result.status === 'fenced') {
+      // Ownership moved under us: this memory belongs to the past owner's view.
       this.broken = true;
-      return unit.map(() => errorReply('UNAVAILABLE', `${this.ref.kind}/${this.ref.id} is now owned elsewhere; nothing was applied, retry`));
+      return decided.map(() => ownedElsewhere(this.ref));
     }
-    if (result.status !== 'committed') return 'split';
-    // Journal first, memory second: the state moves through each command's result in order.
-    const replies: Reply[] = [];
+    if (decided.length > 1) return this.oneByOne(decided);
+    const only = decided[0]!;
+    const messageId = only.incoming.envelope.id;
+    switch (result.status) {
+      case 'duplicate': {
+        const record = result.records[0]!;
+        // The journal recorded this message past what memory holds: a commit this actor never
+        // saw land (an append whose outcome was lost). Memory is behind the journal; drop it,
+        // or a no-op decided next on the older state would slip past the journal's seq check.
+        if (Math.max(record.seq, record.reply.seq ?? 0) > this.seqValue) this.broken = true;
+        return [await this.answerRecorded(record, only.print, messageId)];
+      }
+      case 'conflict':
+        return [await this.afterConflict(only, attempt)];
+      case 'expired-id':
+        return [
+          errorReply('ID_REUSED', `message id ${messageId} may have been used here before, but dedupe retention has forgotten it; it is refused rather than decided again: send the command with a new id`, {
+            reason: 'ID_EXPIRED',
+          }),
+        ];
+      case 'invalid':
+        return [errorReply('BAD_REQUEST', result.message)];
+    }
+  }
+
+  /** Someone else appended to this actor's journal: reload, and decide once more on fresh state. */
+  private async afterConflict(decided: Decided, attempt: number): Promise<Handled> {
+    if (attempt > 0) {
+      this.broken = true;
+      return errorReply('UNAVAILABLE', 'another writer keeps appending to this actor; nothing was applied');
+    }
+    this.options.logger.warn({ actor: refKey(this.ref), seq: this.seqValue }, 'journal conflict; reloading');
+    try {
+      const reloaded = await loadState(this.options.journal, this.kind, this.ref);
+      this.state = reloaded.state;
+      this.seqValue = reloaded.seq;
+      this.snapshotSeqValue = reloaded.snapshotSeq;
+    } catch (error) {
+      this.broken = true;
+      return errorReply('UNAVAILABLE', `could not reload after a journal conflict: ${(error as Error).message}`);
+    }
+    const again = this.decideOn(this.state, this.seqValue, decided.incoming, decided.command, decided.print);
+    return (await this.commit([again], attempt + 1))[0]!;
+  }
+
+  /** Nothing of the unit was written (a repeat the journal knew, a conflict, a bad value): each command alone. */
+  private async oneByOne(unit: readonly Decided[]): Promise<Handled[]> {
+    const handled: Handled[] = [];
     for (const d of unit) {
+      if (this.broken) {
+        handled.push(reloading());
+        continue;
+      }
+      const again = this.decideOn(this.state, this.seqValue, d.incoming, d.command, d.print);
+      handled.push((await this.commit([again]))[0]!);
+    }
+    return handled;
+  }
+
+  /** The unit is in the journal: memory moves through each command's result, in order, then the replies. */
+  private applyCommitted(unit: readonly Decided[]): Handled[] {
+    const handled: Handled[] = [];
+    for (const d of unit) {
+      const messageId = d.incoming.envelope.id;
       this.state = d.next;
       this.seqValue = d.seq;
-      const reply: Reply = d.stored.ok
-        ? { ok: true, duplicate: false, seq: d.seq, events: d.stored.events ?? [], state: this.kind.publicState(d.next) }
-        : { ok: false, duplicate: false, error: d.stored.error as never };
-      this.recent.remember(d.incoming.envelope.id, { fingerprint: d.print, reply });
+      const reply = this.toReply(d.stored, d.next);
+      if (d.opensSaga && d.stored.pending) {
+        handled.push(this.waitForSaga(messageId, d.print, d.print, false));
+      } else {
+        this.recent.remember(messageId, { fingerprint: d.print, reply });
+        handled.push(reply);
+      }
+      if (d.settles) this.finishSaga(d.settles.messageId, d.settles.reply, d.next);
       this.options.onCommitted?.(this, {
-        messageId: d.incoming.envelope.id,
+        messageId,
         event: d.event,
         seq: d.seq,
         reply,
@@ -329,102 +389,21 @@ export class ActorHost {
         correlationId: d.incoming.envelope.correlationId,
         causationId: d.incoming.envelope.causationId,
       });
-      replies.push(reply);
     }
     this.maybeSnapshot();
-    return replies;
+    return handled;
   }
 
-  private async decideAndAppend(incoming: Incoming, command: Command, print: string, given?: Decided): Promise<Reply | DeferredReply | 'conflict'> {
-    const { envelope } = incoming;
-    const decided = given ?? this.decideOn(this.state, this.seqValue, incoming, command, print);
-    const { event, next, settlement, opensSaga } = decided;
-    let stored = decided.stored;
-    const nextSeq = (): number => decided.seq;
-
-    // A saga that settles with this event: its starting command's reply is final now, and is
-    // recorded in the same statement as the event, so no crash can separate the two.
-    let settled: { messageId: string; reply: StoredReply } | undefined;
-    if (settlement) {
-      const reply = await this.settledReply(settlement, event!, nextSeq());
-      if (reply === null) return errorReply('UNAVAILABLE', 'could not read the saga to settle it; nothing was applied, retry');
-      if (settlement.messageId === envelope.id) stored = reply; // started and settled by one command
-      else settled = { messageId: settlement.messageId, reply };
-    }
-
-    let result: AppendResult;
-    const appendStarted = performance.now();
-    try {
-      result = await this.options.journal.append({
-        ref: this.ref,
-        expectedSeq: this.seqValue,
-        event,
-        messageId: envelope.id,
-        fingerprint: print,
-        reply: stored,
-        correlationId: envelope.correlationId,
-        causationId: envelope.causationId,
-        machineVersion: this.kind.machineVersion,
-        recordedAt: incoming.receivedAt,
-        ...this.options.fence(this.ref),
-        settles: settled,
-      });
-    } catch (error) {
-      if (error instanceof JournalUnavailableError) {
-        // The commit may have landed: drop this memory so the next message reloads from the
-        // journal, whose dedupe record then answers a retry of this very message.
-        if (error.ambiguous) this.broken = true;
-        return errorReply('UNAVAILABLE', `${error.message}; nothing was applied, retry with the same id`);
-      }
-      throw error;
-    }
-    this.options.metrics?.appendLatency(performance.now() - appendStarted);
-
-    switch (result.status) {
-      case 'committed': {
-        // Journal first, memory second: only now does the state move.
-        this.state = next;
-        this.seqValue = stored.seq ?? this.seqValue;
-        const reply = this.toReply(stored);
-        let handled: Reply | DeferredReply = reply;
-        if (opensSaga && stored.pending) {
-          handled = this.waitForSaga(envelope.id, print, print, false);
-        } else {
-          this.recent.remember(envelope.id, { fingerprint: print, reply });
-        }
-        if (settled) this.finishSaga(settled.messageId, settled.reply);
-        this.maybeSnapshot();
-        this.options.onCommitted?.(this, {
-          messageId: envelope.id,
-          event,
-          seq: this.seqValue,
-          reply,
-          recordedAt: incoming.receivedAt,
-          correlationId: envelope.correlationId,
-          causationId: envelope.causationId,
-        });
-        return handled;
-      }
-      case 'duplicate':
-        // The journal recorded this message past what memory holds: a commit this actor never
-        // saw land (an append that failed ambiguously and finished later). Memory is behind the
-        // journal; drop it, or a no-op decided next on the older state (a Release of a
-        // reservation memory does not know) would slip past the journal's seq check.
-        if (Math.max(result.record.seq, result.record.reply.seq ?? 0) > this.seqValue) this.broken = true;
-        return this.answerRecorded(result.record, print, envelope.id);
-      case 'conflict':
-        return 'conflict';
-      case 'fenced':
-        // Ownership moved under us: this memory belongs to the past owner's view.
-        this.broken = true;
-        return errorReply('UNAVAILABLE', `${this.ref.kind}/${this.ref.id} is now owned elsewhere; nothing was applied, retry`);
-      case 'expired-id':
-        return {
-          ok: false,
-          duplicate: true,
-          error: { code: 'ID_REUSED', message: `message id ${envelope.id} was already applied here; its recorded reply has expired` },
-        };
-    }
+  /**
+   * A saga that settles with this command's event: its starting command's reply is final now,
+   * and is recorded in the same statement as the event, so no crash can separate the two.
+   */
+  private async withSettledReply(decided: Decided): Promise<{ decided: Decided } | { reply: Reply }> {
+    const reply = await this.settledReply(decided.settlement!, decided.event!, decided.seq);
+    if (reply === null) return { reply: errorReply('UNAVAILABLE', 'could not read the saga to settle it; nothing was applied, retry') };
+    // Started and settled by one command: its own reply is the settled one.
+    if (decided.settlement!.messageId === decided.incoming.envelope.id) return { decided: { ...decided, stored: reply } };
+    return { decided: { ...decided, settles: { messageId: decided.settlement!.messageId, reply } } };
   }
 
   /** The final reply of a saga's starting command: every event from its start to `lastEvent`. */
@@ -443,8 +422,8 @@ export class ActorHost {
     }
   }
 
-  private finishSaga(messageId: string, stored: StoredReply): void {
-    const reply = this.toReply(stored);
+  private finishSaga(messageId: string, stored: StoredReply, state: AnyMachineSnapshot): void {
+    const reply = this.toReply(stored, state);
     const open = this.openSagas.get(messageId);
     this.openSagas.delete(messageId);
     if (!open) return;
@@ -479,7 +458,7 @@ export class ActorHost {
     // A settled saga's reply is at its settling event; the record's own seq stays at its start.
     const answeredAt = record.reply.seq ?? record.seq;
     if (!record.reply.ok || answeredAt === this.seqValue) {
-      reply = this.toReply(record.reply);
+      reply = this.toReply(record.reply, this.state);
     } else {
       // The first reply carried the state as it was right after it; rebuild exactly that.
       try {
@@ -502,13 +481,14 @@ export class ActorHost {
     return answer;
   }
 
-  private toReply(stored: StoredReply): Reply {
+  /** A recorded reply as sent: `state` is the actor's as it was right after the command. */
+  private toReply(stored: StoredReply, state: AnyMachineSnapshot): Reply {
     if (!stored.ok) return { ok: false, duplicate: false, error: stored.error as never };
-    return this.okReply(stored.seq ?? this.seqValue, stored.events ?? []);
+    return this.okReply(stored.seq ?? this.seqValue, stored.events ?? [], state);
   }
 
-  private okReply(seq: number, events: readonly DomainEvent[]): Reply {
-    return { ok: true, duplicate: false, seq, events, state: this.kind.publicState(this.state) };
+  private okReply(seq: number, events: readonly DomainEvent[], state: AnyMachineSnapshot): Reply {
+    return { ok: true, duplicate: false, seq, events, state: this.kind.publicState(state) };
   }
 
   /** Saves a snapshot of the committed state now (e.g. before a handoff), unless one is current. */

@@ -9,6 +9,11 @@
 // within the margin, the old owner has stopped before a new one starts. And if they do not (a
 // paused process, a wild clock), the journal still refuses the old owner: every append carries
 // the lease epoch and is fenced in the same statement (pg-journal.ts).
+//
+// Each process is one incarnation of its node id. A process started with an id already in use
+// takes the id over (a supervisor restarting a node whose old process is stuck but alive): the
+// old process finds out at its next heartbeat, gives up everything and reports it (`onReplaced`);
+// meanwhile the new one's acquisitions bump every epoch, so the old one cannot append.
 import type { Logger } from 'pino';
 import type { ActorRef } from '../persistence/journal.js';
 import type { GrantedLease, LeaseStore } from '../persistence/leases.js';
@@ -17,6 +22,8 @@ import { desiredOwner, shardOf } from './sharding.js';
 
 export interface ClusterOptions {
   readonly nodeId: string;
+  /** This process's incarnation: what other nodes forward to, and what its leases name. */
+  readonly incarnation: string;
   readonly leases: LeaseStore;
   readonly shardCount: number;
   readonly leaseMs: number;
@@ -28,7 +35,14 @@ export interface ClusterOptions {
   readonly unload: (shards: ReadonlySet<number>) => Promise<void>;
   /** This node handed shards over or took some: tell the others to read the lease table now. */
   readonly onChanged?: () => void;
+  /** Another process took this node id over: this one holds nothing any more and must stop. */
+  readonly onReplaced?: (message: string) => void;
+  /** Nudges from other nodes run a cycle at most this often (a flood must not hammer the database). */
+  readonly minNudgeIntervalMs?: number;
 }
+
+/** Another process registered under this node id: this one has been fenced out. */
+export class ReplacedError extends Error {}
 
 interface Held {
   readonly epoch: number;
@@ -43,19 +57,27 @@ export interface ShardView {
   readonly epoch: number;
 }
 
+interface Owner {
+  readonly node: string;
+  readonly incarnation: string | null;
+}
+
 export class ClusterOwnership implements Ownership {
   private readonly held = new Map<number, Held>();
   /** Lease owners as last read, for forwarding (null: expired or free). */
-  private owners: (string | null)[];
+  private owners: (Owner | null)[];
   private timer: NodeJS.Timeout | undefined;
   private cycling: Promise<void> | undefined;
   /** A nudge came in while a cycle ran: run one more after it, so no change goes unread. */
   private cycleAgain = false;
   private draining = false;
+  private replaced = false;
   private liveNodes: string[] = [];
+  private lastNudgedCycle = 0;
+  private nudgeTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: ClusterOptions) {
-    this.owners = new Array<string | null>(options.shardCount).fill(null);
+    this.owners = new Array<Owner | null>(options.shardCount).fill(null);
   }
 
   private get margin(): number {
@@ -63,7 +85,15 @@ export class ClusterOwnership implements Ownership {
   }
 
   async start(): Promise<void> {
-    await this.options.leases.ensureShards(this.options.shardCount);
+    const { leases, nodeId, incarnation, leaseMs, logger } = this.options;
+    await leases.ensureShards(this.options.shardCount);
+    const replaced = await leases.register(nodeId, incarnation, leaseMs);
+    if (replaced) {
+      logger.warn(
+        { replacedIncarnation: replaced.incarnation, heartbeatAgoMs: replaced.heartbeatAgoMs },
+        `node id ${nodeId} was in use by a live process; it is fenced out and will stop`,
+      );
+    }
     await this.cycle();
     this.timer = setInterval(() => void this.cycle(), this.options.renewMs);
     this.timer.unref();
@@ -73,8 +103,9 @@ export class ClusterOwnership implements Ownership {
     const shard = shardOf(ref, this.options.shardCount);
     const held = this.held.get(shard);
     if (held && !held.handingOff && performance.now() < held.validUntil) return { local: true, shard, epoch: held.epoch };
-    const owner = this.owners[shard] ?? null;
-    return { local: false, shard, owner: owner === this.options.nodeId ? null : owner };
+    const owner = this.owners[shard];
+    const forwardTo = owner?.incarnation ?? null;
+    return { local: false, shard, forwardTo: forwardTo === this.options.incarnation ? null : forwardTo };
   }
 
   fence(ref: ActorRef): Fence {
@@ -97,22 +128,35 @@ export class ClusterOwnership implements Ownership {
   view(): { nodes: string[]; shards: ShardView[] } {
     return {
       nodes: this.liveNodes,
-      shards: this.owners.map((owner, shard) => ({ shard, owner, epoch: this.held.get(shard)?.epoch ?? 0 })),
+      shards: this.owners.map((owner, shard) => ({ shard, owner: owner?.node ?? null, epoch: this.held.get(shard)?.epoch ?? 0 })),
     };
   }
 
-  /** Runs a cycle now (e.g. when another node says the membership changed). */
+  /** Runs a cycle soon (another node says the membership changed), at most once per interval. */
   nudge(): void {
-    void this.cycle();
+    const interval = this.options.minNudgeIntervalMs ?? 200;
+    if (this.nudgeTimer) return;
+    const wait = this.lastNudgedCycle + interval - performance.now();
+    const run = (): void => {
+      this.nudgeTimer = undefined;
+      this.lastNudgedCycle = performance.now();
+      void this.cycle();
+    };
+    if (wait <= 0) run();
+    else {
+      this.nudgeTimer = setTimeout(run, wait);
+      this.nudgeTimer.unref();
+    }
   }
 
   /** Graceful exit: leave the member list, finish and hand over every shard at once. */
   async drain(): Promise<void> {
     this.draining = true;
-    if (this.timer) clearInterval(this.timer);
+    this.stop();
     await this.cycling?.catch(() => undefined);
+    if (this.replaced) return; // nothing is ours any more, and the node id belongs to another process
     try {
-      await this.options.leases.heartbeat(this.options.nodeId, true);
+      await this.options.leases.heartbeat(this.options.nodeId, this.options.incarnation, true);
     } catch {
       // the database may be gone; the leases then simply expire
     }
@@ -122,8 +166,8 @@ export class ClusterOwnership implements Ownership {
     const leases = all.map((shard) => ({ shard, epoch: this.held.get(shard)!.epoch }));
     this.held.clear();
     try {
-      await this.options.leases.release(this.options.nodeId, leases);
-      await this.options.leases.leave(this.options.nodeId);
+      await this.options.leases.release(this.options.nodeId, this.options.incarnation, leases);
+      await this.options.leases.leave(this.options.nodeId, this.options.incarnation);
     } catch (error) {
       this.options.logger.warn({ err: (error as Error).message }, 'could not release shard leases; they expire on their own');
     }
@@ -131,16 +175,20 @@ export class ClusterOwnership implements Ownership {
 
   stop(): void {
     if (this.timer) clearInterval(this.timer);
+    if (this.nudgeTimer) clearTimeout(this.nudgeTimer);
   }
 
   private cycle(): Promise<void> {
-    if (this.draining) return this.cycling ?? Promise.resolve();
+    if (this.draining || this.replaced) return this.cycling ?? Promise.resolve();
     if (this.cycling) {
       this.cycleAgain = true;
       return this.cycling;
     }
     this.cycling = this.runCycle()
-      .catch((error: Error) => this.options.logger.warn({ err: error.message }, 'shard lease cycle failed; retrying'))
+      .catch((error: Error) => {
+        if (error instanceof ReplacedError) return this.giveUp(error.message);
+        this.options.logger.warn({ err: error.message }, 'shard lease cycle failed; retrying');
+      })
       .finally(() => {
         this.cycling = undefined;
         if (this.cycleAgain) {
@@ -151,16 +199,30 @@ export class ClusterOwnership implements Ownership {
     return this.cycling;
   }
 
+  /** Another process owns this node id now: hold nothing, act for nothing, and say so once. */
+  private async giveUp(message: string): Promise<void> {
+    this.replaced = true;
+    this.stop();
+    const shards = new Set(this.held.keys());
+    this.held.clear();
+    this.owners = this.owners.map(() => null);
+    this.options.logger.error({ node: this.options.nodeId, incarnation: this.options.incarnation }, message);
+    await this.options.unload(shards).catch(() => undefined);
+    this.options.onReplaced?.(message);
+  }
+
   private async runCycle(): Promise<void> {
-    const { leases, nodeId, leaseMs } = this.options;
+    const { leases, nodeId, incarnation, leaseMs } = this.options;
     const sentAt = performance.now();
-    await leases.heartbeat(nodeId, false);
+    if (!(await leases.heartbeat(nodeId, incarnation, false))) {
+      throw new ReplacedError(`another process registered as node ${nodeId}: this one (incarnation ${incarnation}) is fenced out and stops`);
+    }
     this.liveNodes = await leases.liveNodes(leaseMs);
     const members = this.liveNodes.includes(nodeId) ? this.liveNodes : [...this.liveNodes, nodeId].sort();
 
     // Renew what we hold; whatever is missing from the answer was lost.
     const heldList: GrantedLease[] = [...this.held].filter(([, h]) => !h.handingOff).map(([shard, h]) => ({ shard, epoch: h.epoch }));
-    const renewed = new Set((await leases.renew(nodeId, heldList, leaseMs)).map((l) => l.shard));
+    const renewed = new Set((await leases.renew(nodeId, incarnation, heldList, leaseMs)).map((l) => l.shard));
     const lost = heldList.filter((l) => !renewed.has(l.shard)).map((l) => l.shard);
     for (const shard of renewed) this.held.get(shard)!.validUntil = sentAt + leaseMs - this.margin;
     if (lost.length > 0) {
@@ -173,8 +235,9 @@ export class ClusterOwnership implements Ownership {
     }
 
     const table = await leases.leases();
-    this.owners = table.map((l) => (l.owner !== null && l.remainingMs > 0 ? l.owner : null));
-    for (const shard of this.held.keys()) this.owners[shard] = nodeId;
+    this.owners = table.map((l) => (l.owner !== null && l.remainingMs > 0 ? { node: l.owner, incarnation: l.ownerIncarnation } : null));
+    const self: Owner = { node: nodeId, incarnation };
+    for (const shard of this.held.keys()) this.owners[shard] = self;
 
     // Hand over shards that belong to another live node now (a node joined).
     const handOff = [...this.held]
@@ -184,14 +247,14 @@ export class ClusterOwnership implements Ownership {
       for (const shard of handOff) this.held.get(shard)!.handingOff = true;
       await this.options.unload(new Set(handOff));
       const released = handOff.map((shard) => ({ shard, epoch: this.held.get(shard)!.epoch }));
-      // Until the next read of the lease table, route to the node the shard was handed to: the
-      // entry must not keep naming this node, or inspections here would answer for an actor
-      // that the new owner may already have active.
+      // Until the next read of the lease table names the new owner's process, route nowhere: the
+      // entry must not keep naming this process, or inspections here would answer for an actor
+      // that the new owner may already have active (a request meanwhile is told to retry).
       for (const shard of handOff) {
         this.held.delete(shard);
-        this.owners[shard] = desiredOwner(shard, members);
+        this.owners[shard] = null;
       }
-      await leases.release(nodeId, released);
+      await leases.release(nodeId, incarnation, released);
       this.options.logger.info({ shards: handOff.length }, 'shards handed over');
       this.options.onChanged?.();
     }
@@ -203,10 +266,10 @@ export class ClusterOwnership implements Ownership {
       .map((l) => l.shard);
     if (wanted.length > 0) {
       const acquiredAt = performance.now();
-      const granted = await leases.acquire(nodeId, wanted, leaseMs);
+      const granted = await leases.acquire(nodeId, incarnation, wanted, leaseMs);
       for (const lease of granted) {
         this.held.set(lease.shard, { epoch: lease.epoch, validUntil: acquiredAt + leaseMs - this.margin, handingOff: false });
-        this.owners[lease.shard] = nodeId;
+        this.owners[lease.shard] = self;
       }
       if (granted.length > 0) {
         this.options.logger.info({ shards: granted.length, held: this.held.size }, 'shards acquired');

@@ -3,6 +3,7 @@
 // recent repeats, and holds nothing that was not committed.
 import { createHash } from 'node:crypto';
 import stringify from 'safe-stable-stringify';
+import { decodeTime } from 'ulid';
 import type { Reply } from './envelope.js';
 
 /** Same command, same fingerprint: key order in the payload does not matter. */
@@ -57,4 +58,14 @@ export function answerRepeat(entry: RememberedReply, incomingFingerprint: string
     };
   }
   return { ...entry.reply, duplicate: true };
+}
+
+const ULID_PATTERN = /^[0-7][0-9A-HJKMNP-TV-Z]{25}$/i;
+
+/**
+ * The time a message id carries: a ULID's first 48 bits (the CLI and PposClient use ULIDs).
+ * Dedupe retention ages records by it; an id without one is remembered for ever.
+ */
+export function messageIdTime(messageId: string): Date | undefined {
+  return ULID_PATTERN.test(messageId) ? new Date(decodeTime(messageId)) : undefined;
 }

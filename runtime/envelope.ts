@@ -1,14 +1,14 @@
-// The wire contract (CONTRACT.md sections 2 and 3): subjects, request envelopes, replies.
+// The wire contract (CONTRACT.md section 3): request envelopes and replies. Subjects are in
+// subjects.ts.
 import { z } from 'zod';
 import { ACTOR_ID_PATTERN } from '../actors/schema.js';
 import { describeIssues } from '../actors/schema.js';
 import type { DomainEvent } from '../actors/kind.js';
+import type { Origin } from './subjects.js';
 
 export const MAX_REQUEST_BYTES = 64 * 1024;
-export const COMMAND_SUBJECT_PREFIX = 'ppos.cmd';
-export const INSPECT_SUBJECT_PREFIX = 'ppos.inspect';
-/** Journaled events, published after commit for live watchers: ppos.events.<kind>.<id>. */
-export const EVENTS_SUBJECT_PREFIX = 'ppos.events';
+/** Message ids of the runtime's own messages (saga steps, timers) begin with this; clients' never do. */
+export const RESERVED_ID_PREFIX = 'ppos:';
 
 export type ErrorCode = 'BAD_REQUEST' | 'UNKNOWN_COMMAND' | 'REJECTED' | 'ID_REUSED' | 'UNAVAILABLE' | 'OVERLOADED';
 
@@ -37,40 +37,54 @@ export const errorReply = (code: ErrorCode, message: string, extra: { reason?: s
 
 // Ids that travel in envelopes: printable, no whitespace or control characters (PostgreSQL
 // text refuses NUL), bounded so they stay cheap to index.
-const messageId = z.string().regex(/^[\x21-\x7e]{1,128}$/, 'must be 1-128 printable ASCII characters without spaces');
+const clientMessageId = z
+  .string()
+  .regex(/^[\x21-\x7e]{1,128}$/, 'must be 1-128 printable ASCII characters without spaces')
+  .refine((id) => !id.startsWith(RESERVED_ID_PREFIX), `must not begin with "${RESERVED_ID_PREFIX}" (reserved for the runtime's own messages)`);
+// A saga step's id is derived from its work order's id (up to 128 characters) and so is longer.
+const stepMessageId = z
+  .string()
+  .regex(/^[\x21-\x7e]{1,256}$/, 'must be 1-256 printable ASCII characters without spaces')
+  .refine((id) => id.startsWith(RESERVED_ID_PREFIX), `a saga step's id begins with "${RESERVED_ID_PREFIX}"`);
 const traceId = z.string().regex(/^[\x21-\x7e]{1,256}$/, 'must be 1-256 printable ASCII characters without spaces');
 
-const envelopeSchema = z.object({
-  id: messageId,
+const envelopeFields = {
   type: z.string().min(1).max(64),
   payload: z.record(z.string(), z.unknown()).optional(),
   correlationId: traceId.optional(),
   causationId: traceId.optional(),
-});
+};
+const envelopeSchemas: Readonly<Record<Origin, z.ZodType<Envelope>>> = {
+  cmd: z.object({ id: clientMessageId, ...envelopeFields }),
+  step: z.object({ id: stepMessageId, ...envelopeFields }),
+};
 
-export type Envelope = z.infer<typeof envelopeSchema>;
+export interface Envelope {
+  readonly id: string;
+  readonly type: string;
+  readonly payload?: Record<string, unknown> | undefined;
+  readonly correlationId?: string | undefined;
+  readonly causationId?: string | undefined;
+}
 
 export interface Address {
   readonly kind: string;
   readonly id: string;
 }
 
-export const commandSubject = (kind: string, id: string): string => `${COMMAND_SUBJECT_PREFIX}.${kind}.${id}`;
-export const inspectSubject = (kind: string, id: string): string => `${INSPECT_SUBJECT_PREFIX}.${kind}.${id}`;
-
-/** `ppos.<verb>.<kind>.<id>` → the address, or why it is not one. */
-export function parseAddress(subject: string, knownKinds: ReadonlySet<string> | ReadonlyMap<string, unknown>): Address | string {
+/** The last two tokens of `<prefix>.<kind>.<id>` → the address, or why it is not one. */
+export function parseAddress(subject: string, knownKinds: ReadonlySet<string> | ReadonlyMap<string, unknown>, prefixTokens = 2): Address | string {
   const tokens = subject.split('.');
-  if (tokens.length !== 4) return `subject ${subject} must be ppos.<verb>.<kind>.<id> with an id matching [A-Za-z0-9_-]{1,128}`;
-  const kind = tokens[2]!;
-  const id = tokens[3]!;
+  if (tokens.length !== prefixTokens + 2) return `subject ${subject} must end in .<kind>.<id> with an id matching [A-Za-z0-9_-]{1,128}`;
+  const kind = tokens[prefixTokens]!;
+  const id = tokens[prefixTokens + 1]!;
   if (!knownKinds.has(kind)) return `unknown actor kind ${JSON.stringify(kind)}; known: ${[...knownKinds.keys()].join(', ')}`;
   if (!ACTOR_ID_PATTERN.test(id)) return `actor id ${JSON.stringify(id)} must match [A-Za-z0-9_-]{1,128}`;
   return { kind, id };
 }
 
 /** Request bytes → an envelope, or the BAD_REQUEST reply explaining why not. */
-export function parseEnvelope(data: Uint8Array): Envelope | Reply {
+export function parseEnvelope(data: Uint8Array, origin: Origin = 'cmd'): Envelope | Reply {
   if (data.length > MAX_REQUEST_BYTES) {
     return errorReply('BAD_REQUEST', `request body is ${data.length} bytes; the limit is ${MAX_REQUEST_BYTES}`);
   }
@@ -80,7 +94,7 @@ export function parseEnvelope(data: Uint8Array): Envelope | Reply {
   } catch (error) {
     return errorReply('BAD_REQUEST', `request body is not JSON: ${(error as Error).message}`);
   }
-  const result = envelopeSchema.safeParse(body);
+  const result = envelopeSchemas[origin].safeParse(body);
   if (!result.success) return errorReply('BAD_REQUEST', `bad envelope: ${describeIssues(result.error)}`);
   return result.data;
 }

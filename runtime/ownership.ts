@@ -5,8 +5,8 @@ import { shardOf } from './sharding.js';
 
 export type Route =
   | { readonly local: true; readonly shard: number; readonly epoch: number }
-  /** `owner`: the node holding the shard's lease, or null while the shard moves. */
-  | { readonly local: false; readonly shard: number; readonly owner: string | null };
+  /** `forwardTo`: the incarnation (process) holding the shard's lease, or null while the shard moves. */
+  | { readonly local: false; readonly shard: number; readonly forwardTo: string | null };
 
 export interface Fence {
   readonly shard: number;

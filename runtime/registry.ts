@@ -3,9 +3,11 @@
 import type { Logger } from 'pino';
 import type { ActorKind } from '../actors/kind.js';
 import { refKey, type ActorRef } from '../persistence/journal.js';
-import { ActorHost, isDeferred, type ActorHostOptions, type DeferredReply, type Incoming } from './actor-host.js';
+import { ActorHost, isDeferred, type ActorHostOptions, type Handled, type Incoming } from './actor-host.js';
 import { errorReply, type Reply } from './envelope.js';
 import { Mailbox } from './mailbox.js';
+import { Limiter } from './limiter.js';
+import { initialState } from '../actors/state.js';
 
 export interface RegistryOptions {
   readonly kinds: ReadonlyMap<string, ActorKind>;
@@ -24,10 +26,13 @@ export interface RegistryOptions {
   readonly busyOutside?: (ref: ActorRef) => boolean;
 }
 
+/** How a message is answered; null when its outcome is unknown (see `Handled`): the sender retries. */
+export type Respond = (reply: Reply | null) => void;
+
 /** A message waiting in a mailbox, and how to answer it. */
 interface Letter {
   readonly incoming: Incoming;
-  readonly respond: (reply: Reply) => void;
+  readonly respond: Respond;
 }
 
 class Entry {
@@ -95,8 +100,39 @@ export class ActorRegistry {
     return this.entries.size;
   }
 
+  /** Queries of actors that are not active look at the journal first, a few at a time. */
+  private readonly unseenProbes = new Limiter(4, 1_000);
+
   /** Queues one message for an actor; `respond` is called exactly once. */
-  dispatch(ref: ActorRef, incoming: Incoming, respond: (reply: Reply) => void): void {
+  dispatch(ref: ActorRef, incoming: Incoming, respond: Respond): void {
+    const kind = this.options.kinds.get(ref.kind);
+    if (kind?.queries.has(incoming.envelope.type) && !this.entries.has(refKey(ref))) {
+      this.queryInactive(ref, kind, incoming, respond);
+      return;
+    }
+    this.enqueue(ref, incoming, respond);
+  }
+
+  /**
+   * A query of an actor that is not in memory: one with no journaled event is in its initial
+   * state, answered from that without activating it (a flood of queries for made-up ids must
+   * not fill memory with empty actors); any other is activated as for a command.
+   */
+  private queryInactive(ref: ActorRef, kind: ActorKind, incoming: Incoming, respond: Respond): void {
+    const parsed = kind.parseCommand(incoming.envelope.type, incoming.envelope.payload);
+    if (!parsed.ok) return respond(errorReply(parsed.code, parsed.message));
+    const probe = this.unseenProbes.tryRun(() => this.options.host.journal.headSeq(ref));
+    if (!probe) return respond(errorReply('OVERLOADED', 'too many queries of idle actors at once; nothing was applied, retry later'));
+    probe.then(
+      (head) => {
+        if (head > 0 || this.entries.has(refKey(ref))) return this.enqueue(ref, incoming, respond);
+        respond({ ok: true, duplicate: false, seq: 0, events: [], state: kind.publicState(initialState(kind)) });
+      },
+      (error: Error) => respond(errorReply('UNAVAILABLE', `journal unavailable: ${error.message}; nothing was applied`)),
+    );
+  }
+
+  private enqueue(ref: ActorRef, incoming: Incoming, respond: Respond): void {
     const entry = this.entryFor(ref);
     if (!entry.mailbox.offerMessage({ incoming, respond })) {
       respond(errorReply('OVERLOADED', `mailbox of ${refKey(ref)} is full (${entry.mailbox.capacity}); nothing was applied, retry later`));
@@ -105,21 +141,31 @@ export class ActorRegistry {
 
   /** The mailbox's consumer: the actor handles the messages waiting together as one batch. */
   private async deliver(entry: Entry, batch: readonly Letter[]): Promise<void> {
-    let handled: (Reply | DeferredReply)[];
+    let handled: Handled[];
+    let host: ActorHost;
     try {
-      const host = await this.ensureActive(entry);
+      host = await this.ensureActive(entry);
+    } catch (error) {
+      // Nothing was decided: the actor could not even be loaded.
+      this.drop(entry);
+      this.options.logger.error({ actor: refKey(entry.ref), err: error }, 'actor could not be activated');
+      const reply = errorReply('UNAVAILABLE', `actor unavailable: ${(error as Error).message}; nothing was applied`);
+      for (const letter of batch) letter.respond(reply);
+      return;
+    }
+    try {
       handled = await host.handleBatch(batch.map((letter) => letter.incoming));
       if (host.broken) this.drop(entry); // memory may be behind the journal: reload on next use
     } catch (error) {
+      // A bug, not an outage: what was committed is unknown, so nothing is claimed about it.
       this.drop(entry);
-      this.options.logger.error({ actor: refKey(entry.ref), err: error }, 'message handling failed');
-      const reply = errorReply('UNAVAILABLE', `actor unavailable: ${(error as Error).message}; nothing was applied`);
-      handled = batch.map(() => reply);
+      this.options.logger.error({ actor: refKey(entry.ref), messageIds: batch.map((l) => l.incoming.envelope.id), err: error }, 'message handling failed');
+      handled = batch.map(() => null);
     }
     batch.forEach((letter, i) => {
       const answer = handled[i]!;
       // A saga's reply comes when it settles; the mailbox moves on to the saga's answers meanwhile.
-      if (isDeferred(answer)) void answer.deferred.then(letter.respond);
+      if (answer !== null && isDeferred(answer)) void answer.deferred.then(letter.respond);
       else letter.respond(answer);
     });
   }

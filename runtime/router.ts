@@ -5,32 +5,29 @@ import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node'
 import type { Logger } from 'pino';
 import type { ActorKind } from '../actors/kind.js';
 import type { Journal } from '../persistence/journal.js';
-import {
-  COMMAND_SUBJECT_PREFIX,
-  errorReply,
-  isReply,
-  parseAddress,
-  parseEnvelope,
-  type Reply,
-} from './envelope.js';
+import { errorReply, isReply, parseAddress, parseEnvelope, type Reply } from './envelope.js';
 import { OMITTED_HINT, respondWithin } from './fit-reply.js';
 import type { Ownership } from './ownership.js';
 import type { ActorRegistry } from './registry.js';
 import type { NodeStats } from './stats.js';
-
-export const QUEUE_GROUP = 'ppos';
+import {
+  COMMAND_SUBJECT_PREFIX,
+  forwardPrefix,
+  forwardSubject,
+  QUEUE_GROUP,
+  STEP_SUBJECT_PREFIX,
+  type Origin,
+} from './subjects.js';
 
 /** The reply with its state left out: what is sent when the whole reply is too large for NATS. */
 function withoutState(reply: Reply): Reply {
   return reply.ok ? { ...reply, state: { omitted: `state ${OMITTED_HINT}` } } : reply;
 }
-export const NODES_SUBJECT = 'ppos.nodes';
-
-/** Where a node receives commands forwarded to it: ppos.node.<node id>.cmd.<kind>.<id>. */
-export const forwardPrefix = (nodeId: string): string => `ppos.node.${nodeId}.cmd`;
 
 export interface RouterOptions {
   readonly nodeId: string;
+  /** This process: commands forwarded to it arrive on its incarnation's subject. */
+  readonly incarnation: string;
   readonly nc: NatsConnection;
   readonly kinds: ReadonlyMap<string, ActorKind>;
   readonly registry: ActorRegistry;
@@ -40,17 +37,22 @@ export interface RouterOptions {
   readonly stats: NodeStats;
 }
 
+/** Tokens before `<kind>.<id>` in each subject the router serves. */
+const PREFIX_TOKENS = { cmd: 2, step: 3, forwarded: 5 } as const;
+
 export class Router {
   private readonly subscriptions: Subscription[] = [];
 
   constructor(private readonly options: RouterOptions) {}
 
   start(): void {
-    const { nc } = this.options;
+    const { nc, incarnation } = this.options;
     this.subscriptions.push(
-      nc.subscribe(`${COMMAND_SUBJECT_PREFIX}.>`, { queue: QUEUE_GROUP, callback: (error, msg) => this.onCommand(error, msg, false) }),
-      // Commands another node forwarded here because this node owns the actor's shard.
-      nc.subscribe(`${forwardPrefix(this.options.nodeId)}.>`, { callback: (error, msg) => this.onCommand(error, msg, true) }),
+      nc.subscribe(`${COMMAND_SUBJECT_PREFIX}.>`, { queue: QUEUE_GROUP, callback: (error, msg) => this.onRequest(error, msg, 'cmd', false) }),
+      // Saga steps between actors: node-only subjects, where the runtime's reserved ids are allowed.
+      nc.subscribe(`${STEP_SUBJECT_PREFIX}.>`, { queue: QUEUE_GROUP, callback: (error, msg) => this.onRequest(error, msg, 'step', false) }),
+      // Requests another node passed on to this process because it owns the actor's shard.
+      nc.subscribe(`${forwardPrefix(incarnation)}.>`, { callback: (error, msg) => this.onForwarded(error, msg) }),
     );
     // ppos.inspect.> and ppos.nodes.{actors,stats} are the node's micro service endpoints (service.ts).
   }
@@ -63,7 +65,17 @@ export class Router {
   /** Requests this node passed on to the owner of their actor. */
   forwarded = 0;
 
-  private onCommand(error: Error | null, msg: Msg, forwarded: boolean): void {
+  private onForwarded(error: Error | null, msg: Msg): void {
+    // ppos.internal.fwd.<incarnation>.<origin>.<kind>.<id>
+    const origin = msg.subject.split('.')[4];
+    if (origin !== 'cmd' && origin !== 'step') {
+      this.options.logger.warn({ subject: msg.subject }, 'forwarded request with an unknown origin dropped');
+      return;
+    }
+    this.onRequest(error, msg, origin, true);
+  }
+
+  private onRequest(error: Error | null, msg: Msg, origin: Origin, forwarded: boolean): void {
     if (error) {
       this.options.logger.error({ err: error }, 'command subscription failed');
       return;
@@ -71,27 +83,30 @@ export class Router {
     const receivedAt = new Date();
     const started = performance.now();
     if (!msg.reply) return; // a plain publish has nobody to answer: commands are request/reply only
-    const respond = (reply: Reply): void => {
+    const respond = (reply: Reply | null): void => {
+      // null: the outcome of the command is unknown (a commit's answer was lost). Saying
+      // "nothing was applied" could be false, so nothing is said; the client's retry with the
+      // same id gets the truth from the journal's dedupe record.
+      if (reply === null) return;
       this.options.stats.recordCommand(performance.now() - started, reply);
       respondWithin(msg, JSON.stringify(reply), () => JSON.stringify(withoutState(reply)), (failure) =>
         this.options.logger.error({ subject: msg.subject, err: failure.message }, 'could not send a reply'),
       );
     };
-    const subject = forwarded ? `${COMMAND_SUBJECT_PREFIX}${msg.subject.slice(forwardPrefix(this.options.nodeId).length)}` : msg.subject;
-    const address = parseAddress(subject, this.options.kinds);
+    const address = parseAddress(msg.subject, this.options.kinds, forwarded ? PREFIX_TOKENS.forwarded : PREFIX_TOKENS[origin]);
     if (typeof address === 'string') return respond(errorReply('BAD_REQUEST', address));
     const route = this.options.ownership.route(address);
     if (!route.local) {
-      // At most one hop: the owner answers the client's reply subject directly. A forwarded
-      // request that finds its shard moving is refused, never passed on again.
-      if (!forwarded && route.owner !== null) {
+      // At most one hop, to the owner's process: it answers the client's reply subject
+      // directly. A forwarded request that finds its shard moving is refused, never passed on.
+      if (!forwarded && route.forwardTo !== null) {
         this.forwarded += 1;
-        this.options.nc.publish(`${forwardPrefix(route.owner)}.${address.kind}.${address.id}`, msg.data, { reply: msg.reply });
+        this.options.nc.publish(forwardSubject(route.forwardTo, origin, address.kind, address.id), msg.data, { reply: msg.reply });
         return;
       }
       return respond(errorReply('UNAVAILABLE', `shard ${route.shard} of ${address.kind}/${address.id} is moving between nodes; nothing was applied, retry`));
     }
-    const envelope = parseEnvelope(msg.data);
+    const envelope = parseEnvelope(msg.data, origin);
     if (isReply(envelope)) return respond(envelope);
     this.options.registry.dispatch(address, { envelope, receivedAt }, respond);
   }

@@ -3,6 +3,11 @@
 // retried with backoff until a definite answer, and the answer is fed back into the saga's own
 // mailbox as an internal command that is journaled like any other. A crash anywhere in between
 // only means the same command is sent again and answered from the target's dedupe record.
+//
+// Only two answers move a saga: ok, and REJECTED (a business refusal, e.g. a shortage). Any other
+// definite answer (ID_REUSED: the step's id was taken by another command; BAD_REQUEST) means the
+// step cannot be carried out as the saga believes: it is an alarm, logged and shown on the
+// actor's inspection, and the step is left open rather than read as a refusal.
 import type { Logger } from 'pino';
 import { ANSWER_COMMAND, type AnswerPayload, type OutboundCommand } from '../actors/kind.js';
 import { refKey, type ActorRef } from '../persistence/journal.js';
@@ -12,20 +17,38 @@ import type { Envelope, Reply } from './envelope.js';
 export interface SagaRunnerOptions {
   /** One attempt to send a command to another actor; throws when nobody answers in time. */
   readonly send: (command: OutboundCommand) => Promise<Reply>;
-  /** Delivers an internal command to a local actor's mailbox; resolves with its reply. */
-  readonly deliver: (ref: ActorRef, envelope: Envelope) => Promise<Reply>;
+  /** Delivers an internal command to a local actor's mailbox; resolves with its reply (null: outcome unknown). */
+  readonly deliver: (ref: ActorRef, envelope: Envelope) => Promise<Reply | null>;
   /** Whether this node may still act for the actor (ownership can move). */
   readonly owns: (ref: ActorRef) => boolean;
   readonly logger: Logger;
 }
 
-const transient = (reply: Reply): boolean => !reply.ok && (reply.error.code === 'UNAVAILABLE' || reply.error.code === 'OVERLOADED');
+/** A saga step that cannot go on: shown on inspection until the saga no longer owes it. */
+export interface SagaAlarm {
+  readonly step: string;
+  readonly target: string;
+  readonly code: string;
+  readonly message: string;
+  readonly since: string;
+}
+
+/** The id of the internal command that carries a step's answer back: deterministic, so a re-delivery is a repeat. */
+export const answerMessageId = (stepMessageId: string): string => `${stepMessageId}:answer`;
+
+const transient = (reply: Reply | null): boolean =>
+  reply === null || (!reply.ok && (reply.error.code === 'UNAVAILABLE' || reply.error.code === 'OVERLOADED'));
+
+/** Definite, but not an answer a saga may act on (see the file's opening comment). */
+const alarming = (reply: Reply): boolean => !reply.ok && reply.error.code !== 'REJECTED' && !transient(reply);
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 const backoff = (attempt: number): number => Math.min(2_000, 20 * 2 ** Math.min(attempt, 7)) * (0.5 + Math.random() / 2);
 
 export class SagaRunner {
   /** Saga steps under way, by actor and outbound message id. */
   private readonly inflight = new Map<string, Set<string>>();
+  /** Steps that raised an alarm, by actor and outbound message id: not sent again by this process. */
+  private readonly alarms = new Map<string, Map<string, SagaAlarm>>();
   private stopped = false;
   stepsSent = 0;
   retries = 0;
@@ -36,7 +59,10 @@ export class SagaRunner {
   ensure(host: ActorHost): void {
     if (this.stopped || !host.kind.pendingEffects) return;
     const key = refKey(host.ref);
-    for (const effect of host.kind.pendingEffects(host.current, host.ref.id)) {
+    const effects = host.kind.pendingEffects(host.current, host.ref.id);
+    this.forgetSettledAlarms(key, new Set(effects.map((e) => e.messageId)));
+    for (const effect of effects) {
+      if (this.alarms.get(key)?.has(effect.messageId)) continue;
       let running = this.inflight.get(key);
       if (!running) {
         running = new Set();
@@ -49,6 +75,28 @@ export class SagaRunner {
         if (running.size === 0 && this.inflight.get(key) === running) this.inflight.delete(key);
       });
     }
+  }
+
+  /** The actor's steps that cannot go on, for inspection. */
+  alarmsOf(ref: ActorRef): SagaAlarm[] {
+    return [...(this.alarms.get(refKey(ref))?.values() ?? [])];
+  }
+
+  private forgetSettledAlarms(key: string, owed: ReadonlySet<string>): void {
+    const raised = this.alarms.get(key);
+    if (!raised) return;
+    for (const step of raised.keys()) if (!owed.has(step)) raised.delete(step);
+    if (raised.size === 0) this.alarms.delete(key);
+  }
+
+  private raise(ref: ActorRef, step: string, target: string, reply: Reply): void {
+    if (reply.ok) return;
+    const key = refKey(ref);
+    const alarm: SagaAlarm = { step, target, code: reply.error.code, message: reply.error.message, since: new Date().toISOString() };
+    const raised = this.alarms.get(key) ?? new Map<string, SagaAlarm>();
+    raised.set(step, alarm);
+    this.alarms.set(key, raised);
+    this.options.logger.error({ actor: key, ...alarm }, 'saga step refused in a way the saga cannot act on; the saga is stuck until someone looks');
   }
 
   busy(ref: ActorRef): boolean {
@@ -69,18 +117,16 @@ export class SagaRunner {
     const answer = await this.askUntilAnswered(ref, effect);
     if (!answer) return;
     const envelope: Envelope = {
-      // Deterministic too: a re-delivered answer is a duplicate to the saga's actor.
-      id: `${effect.messageId}:answer`,
+      id: answerMessageId(effect.messageId),
       type: ANSWER_COMMAND,
       payload: answer as unknown as Record<string, unknown>,
       causationId: effect.messageId,
     };
     for (let attempt = 0; !this.stopped && this.options.owns(ref); attempt += 1) {
       const reply = await this.options.deliver(ref, envelope);
-      if (!transient(reply)) {
-        if (!reply.ok && !reply.duplicate) this.options.logger.error({ actor: refKey(ref), step: effect.messageId, reply }, 'saga answer refused');
-        return;
-      }
+      // The answer's own id was taken on the saga's actor: keyed by the step, so it is not sent again.
+      if (reply !== null && alarming(reply)) return this.raise(ref, effect.messageId, `${refKey(ref)} (answer ${envelope.id})`, reply);
+      if (!transient(reply)) return;
       await sleep(backoff(attempt));
     }
   }
@@ -90,6 +136,10 @@ export class SagaRunner {
       try {
         this.stepsSent += 1;
         const reply = await this.options.send(effect);
+        if (alarming(reply)) {
+          this.raise(ref, effect.messageId, `${effect.kind}/${effect.id}`, reply);
+          return null;
+        }
         if (!transient(reply)) {
           return reply.ok ? { tag: effect.tag, ok: true } : { tag: effect.tag, ok: false, reason: reply.error.reason ?? reply.error.code };
         }

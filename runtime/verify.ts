@@ -4,7 +4,10 @@ import type { AnyMachineSnapshot } from 'xstate';
 import type { ActorKind } from '../actors/kind.js';
 import { applyEvent, initialState, persistState } from '../actors/state.js';
 import { refKey, type ActorRef, type Journal } from '../persistence/journal.js';
+import type { OutboundCommand } from '../actors/kind.js';
+import { fingerprint } from './dedupe.js';
 import { stateHash } from './recovery.js';
+import { answerMessageId } from './saga-runner.js';
 
 export interface EvidenceRecord {
   events_processed: number;
@@ -62,7 +65,7 @@ export async function verifyJournals(options: VerifyOptions): Promise<EvidenceRe
   const fail = (check: string, ref: ActorRef | undefined, detail: string): void => {
     record.reconciliation_failures.push(ref ? { check, actor: refKey(ref), detail } : { check, detail });
   };
-  const finalStates = new Map<string, { ref: ActorRef; state: AnyMachineSnapshot }>();
+  const finalStates = new Map<string, { ref: ActorRef; state: AnyMachineSnapshot; seq: number }>();
 
   for (const ref of refs) {
     const kind = kinds.get(ref.kind);
@@ -112,10 +115,18 @@ export async function verifyJournals(options: VerifyOptions): Promise<EvidenceRe
       }
     }
     if (!replayable) continue;
-    finalStates.set(refKey(ref), { ref, state });
+    finalStates.set(refKey(ref), { ref, state, seq: events.length });
     if (options.liveState) {
       const problem = await compareLive(options, kind, ref, state, events.length);
       if (problem) fail('live_state_matches_replay', ref, problem);
+    }
+  }
+  checks.add('saga_steps_unobstructed');
+  for (const { ref, state, seq } of finalStates.values()) {
+    for (const effect of kinds.get(ref.kind)!.pendingEffects?.(state, ref.id) ?? []) {
+      const problem = await obstructedStep(journal, kinds, ref, effect);
+      // A saga that moved on since its replay (a live node answered the step meanwhile) is not stuck.
+      if (problem && (await journal.headSeq(ref)) === seq) fail('saga_steps_unobstructed', ref, problem);
     }
   }
   for (const cross of options.crossChecks ?? []) {
@@ -129,6 +140,23 @@ export async function verifyJournals(options: VerifyOptions): Promise<EvidenceRe
   record.checks = [...checks];
   record.confidence_status = record.reconciliation_failures.length === 0 ? 'trusted' : 'suspect';
   return record;
+}
+
+/**
+ * Whether a step an open saga still owes can ever be answered: its id (or its answer's) already
+ * recorded for another command means every re-send gets ID_REUSED, and the saga is stuck.
+ */
+async function obstructedStep(journal: Journal, kinds: ReadonlyMap<string, ActorKind>, ref: ActorRef, effect: OutboundCommand): Promise<string | null> {
+  const target = { kind: effect.kind, id: effect.id };
+  const parsed = kinds.get(effect.kind)?.parseCommand(effect.type, effect.payload);
+  if (!parsed?.ok) return `step ${effect.messageId} to ${refKey(target)} is not a command the target takes: ${parsed ? parsed.message : 'unknown kind'}`;
+  const taken = await journal.findDedupe(target, effect.messageId);
+  if (taken && taken.fingerprint !== fingerprint(parsed.command.type, parsed.command.payload)) {
+    return `step ${effect.messageId}: its id is recorded at ${refKey(target)} for another command, so the saga cannot go on`;
+  }
+  const answer = answerMessageId(effect.messageId);
+  if (await journal.findDedupe(ref, answer)) return `the answer id ${answer} of an open step is already recorded here for another command`;
+  return null;
 }
 
 /**

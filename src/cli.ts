@@ -11,7 +11,7 @@ import { NoAnswerError, PposClient } from './client.js';
 import { resolveConfig, UsageError, type RawOptions } from './config.js';
 import { openJournal } from './database.js';
 import { runDemo } from './demo.js';
-import { keyValues, printJson, table } from './format.js';
+import { keyValues, printJson, table, writeErr, writeOut } from './format.js';
 import { liveNodes, type LiveNodes } from './live-state.js';
 import { createLogger } from './logger.js';
 import { startNode } from './node.js';
@@ -89,7 +89,7 @@ export function buildProgram(): Command {
       const config = resolveConfig(options);
       const logger = createLogger({ pretty: options.pretty ?? false });
       const node = await startNode(config, logger);
-      await new Promise<void>((resolve) => {
+      const signalled = new Promise<void>((resolve) => {
         const onSignal = (signal: string): void => {
           logger.info({ signal }, 'stopping');
           resolve();
@@ -97,7 +97,10 @@ export function buildProgram(): Command {
         process.once('SIGINT', onSignal);
         process.once('SIGTERM', onSignal);
       });
+      // A node another process fenced out (same --node id) has stopped itself: exit 1, saying why.
+      const fenced = await Promise.race([signalled.then(() => null), node.fenced]);
       await node.stop();
+      if (fenced !== null) throw new Error(fenced);
     });
 
   withConnection(program.command('send <kind> <id> <type> [payload-json]').description('send one command and print the reply'))
@@ -141,7 +144,7 @@ export function buildProgram(): Command {
         return;
       }
       if (options.json) printJson({ kind, id, seq: reply.seq, state: reply.state });
-      else process.stdout.write(`${kind}/${id} at seq ${reply.seq}\n${keyValues(reply.state)}\n`);
+      else writeOut(`${kind}/${id} at seq ${reply.seq}\n${keyValues(reply.state)}\n`);
     });
 
   withConnection(program.command('inspect <kind> <id>').description('live view of one actor: status, seq, mailbox, machine state'))
@@ -150,7 +153,7 @@ export function buildProgram(): Command {
       actorRef(kind, id);
       const view = await withClient(options, (client) => client.inspect(kind, id));
       if (options.json) printJson(view);
-      else process.stdout.write(`${keyValues(view)}\n`);
+      else writeOut(`${keyValues(view)}\n`);
       if ((view as { ok?: boolean }).ok === false) process.exitCode = 1;
     });
 
@@ -158,20 +161,15 @@ export function buildProgram(): Command {
     .option('--json', 'one JSON document on stdout')
     .addOption(new Option('--sort <column>', 'order rows by mailbox depth, messages handled, seq or last use (busiest first)').choices(['mailbox', 'messages', 'seq', 'recent']))
     .action(async (options: CommonOptions & { sort?: 'mailbox' | 'messages' | 'seq' | 'recent' }) => {
-      const nodes = await withClient(options, (client) => client.gather('actors'));
-      const rows = nodes.flatMap((n) =>
-        (n.actors as Record<string, unknown>[]).map((a): Record<string, unknown> => ({ node: n.node, ...a })),
-      );
+      // Each node answers in pages; the client follows every node's pages to the end.
+      const nodes = await withClient(options, (client) => client.activeActors());
+      const rows = nodes.flatMap((n) => n.actors.map((a): Record<string, unknown> => ({ node: n.node, ...a })));
       const sortKey = { mailbox: 'mailboxDepth', messages: 'messages', seq: 'seq', recent: 'lastUsedAt' }[options.sort ?? 'seq'];
       if (options.sort) rows.sort((x, y) => String(y[sortKey] ?? '').localeCompare(String(x[sortKey] ?? ''), 'en', { numeric: true }));
-      // A node with more active actors than one NATS message holds sends its busiest ones.
-      const truncated = nodes.filter((n) => n.truncated === true).map((n) => ({ node: n.node, total: n.total }));
-      if (options.json) printJson({ nodes: nodes.map((n) => n.node), actors: rows, ...(truncated.length > 0 ? { truncated } : {}) });
+      if (options.json) printJson({ nodes: nodes.map((n) => n.node), actors: rows });
       else {
-        const total = nodes.reduce((sum, n) => sum + (n.truncated === true ? Number(n.total) : (n.actors as unknown[]).length), 0);
-        process.stdout.write(`${nodes.length} node(s), ${total} active actor(s)${total > rows.length ? `, ${rows.length} listed` : ''}\n`);
-        for (const t of truncated) process.stdout.write(`node ${String(t.node)} has ${String(t.total)} active actors; listing its busiest and most recent\n`);
-        process.stdout.write(
+        writeOut(`${nodes.length} node(s), ${rows.length} active actor(s)\n`);
+        writeOut(
           `${table(
             ['node', 'kind', 'id', 'seq', 'mailbox', 'messages', 'activated'],
             rows.map((r) => [r.node, r.kind, r.id, r.seq, r.mailboxDepth, r.messages, r.activatedAt]),
@@ -200,7 +198,7 @@ export function buildProgram(): Command {
         printJson(limit === undefined ? { kind, id, events } : { kind, id, events, next });
         return;
       }
-      process.stdout.write(
+      writeOut(
         `${table(
           ['seq', 'type', 'data', 'message id', 'recorded at'],
           events.map((e) => {
@@ -209,7 +207,7 @@ export function buildProgram(): Command {
           }),
         )}\n`,
       );
-      if (next !== null) process.stdout.write(`next page: ppos history ${kind} ${id} --from ${next}${to === undefined ? '' : ` --to ${to}`} --limit ${limit}\n`);
+      if (next !== null) writeOut(`next page: ppos history ${kind} ${id} --from ${next}${to === undefined ? '' : ` --to ${to}`} --limit ${limit}\n`);
     });
 
   withConnection(program.command('state <kind> <id>').description('the state the actor had right after its event N (time travel); without --at, its latest journaled state'))
@@ -226,7 +224,7 @@ export function buildProgram(): Command {
         return { loaded: await loadState(journal, actorKind, ref, at) };
       });
       if ('error' in result) {
-        process.stderr.write(`${result.error}\n`);
+        writeErr(`${result.error}\n`);
         process.exitCode = 1;
         return;
       }
@@ -241,7 +239,7 @@ export function buildProgram(): Command {
         context: loaded.state.context,
       };
       if (options.json) printJson(view);
-      else process.stdout.write(`${kind}/${id} right after event ${loaded.seq}\n${keyValues(view.state)}\n`);
+      else writeOut(`${kind}/${id} right after event ${loaded.seq}\n${keyValues(view.state)}\n`);
     });
 
   withConnection(program.command('verify [kind] [id]').description('replay journals, check invariants, print a recovery evidence record'))
@@ -268,7 +266,7 @@ export function buildProgram(): Command {
           await client?.close();
           throw new Error(`--live: no ppos node answers on ${config.natsUrl}`);
         }
-        if (live && live.nodes > 0) process.stderr.write(`comparing ${live.active} active actor(s) on ${live.nodes} live node(s) with their replay\n`);
+        if (live && live.nodes > 0) writeErr(`comparing ${live.active} active actor(s) on ${live.nodes} live node(s) with their replay\n`);
       }
       const liveView = live && live.nodes > 0 ? live : undefined;
       try {
@@ -321,14 +319,14 @@ export async function main(argv: string[]): Promise<number> {
       return error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.code === 'commander.help' ? 0 : 2;
     }
     if (error instanceof UsageError) {
-      process.stderr.write(`ppos: ${error.message}\n`);
+      writeErr(`ppos: ${error.message}\n`);
       return 2;
     }
     if (error instanceof NoAnswerError) {
-      process.stderr.write(`ppos: ${error.message}\n`);
+      writeErr(`ppos: ${error.message}\n`);
       return 1;
     }
-    process.stderr.write(`ppos: ${(error as Error).message}\n`);
+    writeErr(`ppos: ${(error as Error).message}\n`);
     return 1;
   }
 }
@@ -340,7 +338,7 @@ main(process.argv).then(
     setTimeout(() => process.exit(code), 100).unref();
   },
   (error: unknown) => {
-    process.stderr.write(`ppos: ${(error as Error).stack ?? String(error)}\n`);
+    writeErr(`ppos: ${(error as Error).stack ?? String(error)}\n`);
     process.exit(1);
   },
 );

@@ -1,8 +1,9 @@
 // A client of ppos over NATS: what the CLI, the demo, the tests and actor-to-actor sagas use.
 // Retries always reuse the message id, so at-least-once delivery yields exactly-once effect.
 import { RequestError, type NatsConnection } from '@nats-io/transport-node';
-import { commandSubject, inspectSubject, type Reply } from '../runtime/envelope.js';
-import { NODES_SUBJECT } from '../runtime/router.js';
+import type { Reply } from '../runtime/envelope.js';
+import type { ActiveActor } from '../runtime/registry.js';
+import { commandSubject, inspectSubject, NODES_SUBJECT, nodeActorsSubject } from '../runtime/subjects.js';
 import { newId } from './config.js';
 import { connectNats } from './nats.js';
 
@@ -18,6 +19,21 @@ export interface RetryOptions extends SendOptions {
   readonly deadlineMs?: number;
   /** Called before each retry, with why. */
   readonly onRetry?: (reason: string, attempt: number) => void;
+}
+
+/** One page of a node's active actors, as `ppos.nodes.actors` answers. */
+interface ListingAnswer {
+  readonly node: string;
+  readonly incarnation: string;
+  readonly total: number;
+  readonly actors: readonly ActiveActor[];
+  readonly next?: string;
+}
+
+export interface NodeActors {
+  readonly node: string;
+  readonly total: number;
+  readonly actors: readonly ActiveActor[];
 }
 
 /** No node answered: nobody listening, or no reply in time. The command may still have been applied. */
@@ -92,15 +108,31 @@ export class PposClient {
   }
 
   /** Scatter-gather across every node; answers collected for `waitMs`. */
-  async gather(what: 'actors' | 'stats', waitMs = 500): Promise<Record<string, unknown>[]> {
+  async gather(what: 'actors' | 'stats', waitMs = 500, body = ''): Promise<Record<string, unknown>[]> {
     const answers: Record<string, unknown>[] = [];
     try {
-      const replies = await this.nc.requestMany(`${NODES_SUBJECT}.${what}`, '', { maxWait: waitMs });
+      const replies = await this.nc.requestMany(`${NODES_SUBJECT}.${what}`, body, { maxWait: waitMs });
       for await (const msg of replies) answers.push(msg.json<Record<string, unknown>>());
     } catch (error) {
       if (!(error instanceof RequestError && error.isNoResponders())) throw error;
     }
     return answers;
+  }
+
+  /** Every active actor of every node: each node's listing, page after page. */
+  async activeActors(waitMs = 500): Promise<NodeActors[]> {
+    const firstPages = (await this.gather('actors', waitMs)) as unknown as ListingAnswer[];
+    return Promise.all(
+      firstPages.map(async (first) => {
+        const actors = [...first.actors];
+        for (let next = first.next; next !== undefined; ) {
+          const page = (await this.nc.request(nodeActorsSubject(first.incarnation), JSON.stringify({ after: next }), { timeout: 5_000 })).json<ListingAnswer>();
+          actors.push(...page.actors);
+          next = page.next;
+        }
+        return { node: first.node, total: first.total, actors };
+      }),
+    );
   }
 
   async close(): Promise<void> {

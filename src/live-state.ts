@@ -3,7 +3,7 @@
 // from its live inspection (ppos.inspect.<kind>.<id>). Passivated actors have no memory to check.
 import { refKey, type ActorRef } from '../persistence/journal.js';
 import type { LiveState } from '../runtime/verify.js';
-import type { PposClient } from './client.js';
+import type { NodeActors, PposClient } from './client.js';
 
 export interface LiveNodes {
   /** Nodes that answered the listing. */
@@ -14,15 +14,15 @@ export interface LiveNodes {
 }
 
 export async function liveNodes(client: PposClient, waitMs = 500): Promise<LiveNodes> {
-  let listings: Record<string, unknown>[];
+  let listings: NodeActors[];
   try {
-    listings = await client.gather('actors', waitMs);
+    listings = await client.activeActors(waitMs);
   } catch {
     listings = []; // no node listens (no responders): nothing live to compare
   }
   const active = new Set<string>();
   for (const listing of listings) {
-    for (const actor of (listing.actors as { kind: string; id: string }[] | undefined) ?? []) active.add(refKey(actor));
+    for (const actor of listing.actors) active.add(refKey(actor));
   }
   return {
     nodes: listings.length,

@@ -11,19 +11,25 @@ import { ActorRegistry } from '../runtime/registry.js';
 import { Router } from '../runtime/router.js';
 import { NodeService } from '../runtime/service.js';
 import { NodeStats } from '../runtime/stats.js';
-import { EVENTS_SUBJECT_PREFIX, type Reply } from '../runtime/envelope.js';
+import type { Reply } from '../runtime/envelope.js';
 import { SagaRunner } from '../runtime/saga-runner.js';
+import { CLUSTER_CHANGED_SUBJECT, eventsSubject, stepSubject } from '../runtime/subjects.js';
 import { logRecoveryEvidence, type NodeRecoveryEvidence } from '../runtime/recovery-evidence.js';
 import type { ActorRef } from '../persistence/journal.js';
 import { PposClient } from './client.js';
-import type { NodeConfig } from './config.js';
+import { newId, type NodeConfig } from './config.js';
 import { openJournal, type OpenedJournal } from './database.js';
 import { connectNats } from './nats.js';
 
-export const CLUSTER_CHANGED_SUBJECT = 'ppos.cluster.changed';
-
 export interface RunningNode {
   readonly nodeId: string;
+  /** This process's incarnation of the node id. */
+  readonly incarnation: string;
+  /**
+   * Resolves, with why, if the node stopped on its own: another process took its node id over.
+   * `ppos start` then exits 1.
+   */
+  readonly fenced: Promise<string>;
   readonly registry: ActorRegistry;
   readonly journal: Journal;
   readonly stats: NodeStats;
@@ -43,7 +49,13 @@ export interface NodeDependencies {
 
 export async function startNode(config: NodeConfig, rootLogger: Logger, deps: NodeDependencies = {}): Promise<RunningNode> {
   const startedAt = performance.now();
-  const logger = rootLogger.child({ node: config.nodeId });
+  const incarnation = newId();
+  const logger = rootLogger.child({ node: config.nodeId, incarnation });
+  let reportFenced: (why: string) => void = () => undefined;
+  const fenced = new Promise<string>((resolve) => {
+    reportFenced = resolve;
+  });
+  let stopNode: (() => Promise<void>) | undefined;
   const kinds = deps.kinds ?? actorKinds;
   const opened: OpenedJournal = await openJournal(config, logger, {
     // Every commit in flight holds a connection; reads (activation, inspection) need a few more.
@@ -59,6 +71,7 @@ export async function startNode(config: NodeConfig, rootLogger: Logger, deps: No
     deps.ownership === undefined
       ? new ClusterOwnership({
           nodeId: config.nodeId,
+          incarnation,
           leases: new LeaseStore(journal.pool),
           shardCount: config.shardCount,
           leaseMs: config.leaseMs,
@@ -66,6 +79,9 @@ export async function startNode(config: NodeConfig, rootLogger: Logger, deps: No
           logger,
           onAcquired: () => void resumeRef?.(),
           onChanged: () => announceChange?.(),
+          onReplaced: (why) => {
+            void stopNode?.().finally(() => reportFenced(why));
+          },
           unload: async (shards) => {
             await registryRef?.unloadWhere((ref) => shards.has(cluster!.shardOf(ref)));
           },
@@ -84,9 +100,15 @@ export async function startNode(config: NodeConfig, rootLogger: Logger, deps: No
   const sagas = new SagaRunner({
     logger,
     owns: (ref) => ownership.route(ref).local,
-    send: (step) => sagaClient.send(step.kind, step.id, step.type, step.payload, { messageId: step.messageId, timeoutMs: 3_000, causationId: step.messageId }),
+    // On the node-only step subject: the only place the runtime's reserved ids are accepted.
+    send: (step) =>
+      sagaClient.request(
+        stepSubject(step.kind, step.id),
+        JSON.stringify({ id: step.messageId, type: step.type, payload: step.payload, causationId: step.messageId }),
+        3_000,
+      ),
     deliver: (ref, envelope) =>
-      new Promise<Reply>((resolve) => registryRef!.dispatch(ref, { envelope, receivedAt: new Date(), internal: true }, resolve)),
+      new Promise<Reply | null>((resolve) => registryRef!.dispatch(ref, { envelope, receivedAt: new Date(), internal: true }, resolve)),
   });
   const registry = new ActorRegistry({
     kinds,
@@ -109,7 +131,7 @@ export async function startNode(config: NodeConfig, rootLogger: Logger, deps: No
         // fire and forget: the journal, not this feed, is the record.
         if (commit.event) {
           nc.publish(
-            `${EVENTS_SUBJECT_PREFIX}.${host.ref.kind}.${host.ref.id}`,
+            eventsSubject(host.ref.kind, host.ref.id),
             JSON.stringify({ node: config.nodeId, kind: host.ref.kind, id: host.ref.id, seq: commit.seq, event: commit.event, messageId: commit.messageId, recordedAt: commit.recordedAt }),
           );
         }
@@ -126,19 +148,33 @@ export async function startNode(config: NodeConfig, rootLogger: Logger, deps: No
       await opened.close();
       throw error;
     }
-    // Membership changes (a node joined, handed over or left) run everyone's lease cycle at once.
-    nc.subscribe(CLUSTER_CHANGED_SUBJECT, { callback: (_error, msg) => {
-        if (msg.string() !== config.nodeId) cluster.nudge();
+    // Membership changes (a node joined, handed over or left) run everyone's lease cycle soon
+    // (rate-limited in the cluster: a flood of notices costs one cycle per interval). Another
+    // process with this very node id is told too: that is how it learns it was replaced.
+    nc.subscribe(CLUSTER_CHANGED_SUBJECT, {
+      callback: (_error, msg) => {
+        if (msg.string() !== incarnation) cluster.nudge();
       },
     });
     announceChange = () => {
-      if (!nc.isClosed()) nc.publish(CLUSTER_CHANGED_SUBJECT, config.nodeId);
+      if (!nc.isClosed()) nc.publish(CLUSTER_CHANGED_SUBJECT, incarnation);
     };
     announceChange();
   }
-  const router = new Router({ nodeId: config.nodeId, nc, kinds, registry, journal, ownership, logger, stats });
+  const router = new Router({ nodeId: config.nodeId, incarnation, nc, kinds, registry, journal, ownership, logger, stats });
   router.start();
-  const service = new NodeService({ nodeId: config.nodeId, nc, kinds, registry, journal, stats, logger, ownership });
+  const service = new NodeService({
+    nodeId: config.nodeId,
+    incarnation,
+    nc,
+    kinds,
+    registry,
+    journal,
+    stats,
+    logger,
+    ownership,
+    sagaAlarms: (ref) => sagas.alarmsOf(ref),
+  });
   await service.start();
   await nc.flush();
   logger.info({ nats: config.natsUrl, embedded: opened.embedded !== undefined, snapshotEvery: config.snapshotEvery }, 'node started');
@@ -195,8 +231,10 @@ export async function startNode(config: NodeConfig, rootLogger: Logger, deps: No
   void prune();
 
   let stopping: Promise<void> | undefined;
-  return {
+  const running: RunningNode = {
     nodeId: config.nodeId,
+    incarnation,
+    fenced,
     registry,
     journal,
     stats,
@@ -216,7 +254,7 @@ export async function startNode(config: NodeConfig, rootLogger: Logger, deps: No
           // Hand every shard over now (snapshots written, leases released), so the other nodes
           // take them at once instead of after lease expiry.
           await cluster.drain();
-          nc.publish(CLUSTER_CHANGED_SUBJECT, config.nodeId);
+          announceChange?.();
         }
         registry.stop();
         await nc.drain().catch(() => undefined);
@@ -226,4 +264,6 @@ export async function startNode(config: NodeConfig, rootLogger: Logger, deps: No
       return stopping;
     },
   };
+  stopNode = () => running.stop();
+  return running;
 }

@@ -6,12 +6,13 @@ import { actorKinds } from '../../actors/index.js';
 import { ACTOR_ID_PATTERN } from '../../actors/schema.js';
 import { refKey, type ActorRef, type Journal, type JournaledEvent } from '../../persistence/journal.js';
 import { diffStates, type StateDiff } from '../../runtime/diff.js';
-import { EVENTS_SUBJECT_PREFIX } from '../../runtime/envelope.js';
+import { EVENTS_SUBJECT_PREFIX } from '../../runtime/subjects.js';
+import { z } from 'zod';
 import type { PposClient } from '../client.js';
 import { resolveConfig, UsageError, type RawOptions } from '../config.js';
 import { openJournal } from '../database.js';
 import { startDashboard } from '../dashboard/server.js';
-import { printJson, table } from '../format.js';
+import { forTerminal, printJson, table, writeErr, writeOut } from '../format.js';
 import { createLogger } from '../logger.js';
 
 export interface CommandOptions extends RawOptions {
@@ -37,6 +38,26 @@ export interface FeedLine {
   readonly event: { readonly type: string; readonly [field: string]: unknown };
   readonly messageId: string;
   readonly recordedAt: string;
+}
+
+const feedLineSchema = z.object({
+  node: z.string().max(128).nullable(),
+  kind: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/),
+  id: z.string().regex(ACTOR_ID_PATTERN),
+  seq: z.number().int().positive(),
+  event: z.looseObject({ type: z.string().max(128) }),
+  messageId: z.string().max(256),
+  recordedAt: z.string().max(64),
+});
+
+/** A line of the live feed, or null when the bytes are not one. */
+function parseFeedLine(data: Uint8Array): FeedLine | null {
+  try {
+    const parsed = feedLineSchema.safeParse(JSON.parse(Buffer.from(data).toString('utf8')));
+    return parsed.success ? (parsed.data as FeedLine) : null;
+  } catch {
+    return null;
+  }
 }
 
 const compact = (value: unknown): string => (value === undefined ? '-' : JSON.stringify(value));
@@ -87,10 +108,12 @@ export function formatDiff(diff: StateDiff): string {
   return lines.join('\n');
 }
 
+/** One line whatever the feed carried: a forged field can neither steer the terminal nor start a fake line. */
 export function formatFeedLine(line: FeedLine): string {
   const { type, ...data } = line.event;
   const where = line.node ? `  node=${line.node}` : '';
-  return `${line.recordedAt}  ${line.kind}/${line.id}  #${line.seq}  ${type}  ${JSON.stringify(data)}  msg=${line.messageId}${where}`;
+  const text = `${line.recordedAt}  ${line.kind}/${line.id}  #${line.seq}  ${type}  ${JSON.stringify(data)}  msg=${line.messageId}${where}`;
+  return forTerminal(text, { oneLine: true });
 }
 
 const fromJournal = (ref: ActorRef, e: JournaledEvent): FeedLine => ({
@@ -128,12 +151,12 @@ export function registerInspectionTools(program: Command, helpers: CliHelpers): 
         return { diff: await diffStates(journal, actorKind, ref, from, to) };
       });
       if ('error' in result) {
-        process.stderr.write(`ppos: ${result.error}\n`);
+        writeErr(`ppos: ${result.error}\n`);
         process.exitCode = 1;
         return;
       }
       if (options.json) printJson(result.diff);
-      else process.stdout.write(`${formatDiff(result.diff)}\n`);
+      else writeOut(`${formatDiff(result.diff)}\n`);
     });
 
   helpers
@@ -159,7 +182,7 @@ export function registerInspectionTools(program: Command, helpers: CliHelpers): 
           const key = `${line.kind}/${line.id}`;
           if (line.seq <= (last.get(key) ?? 0)) return false; // already shown (backfill overlap)
           last.set(key, line.seq);
-          process.stdout.write(options.json ? `${JSON.stringify(line)}\n` : `${formatFeedLine(line)}\n`);
+          writeOut(options.json ? `${JSON.stringify(line)}\n` : `${formatFeedLine(line)}\n`);
           printed += 1;
           return count !== undefined && printed >= count;
         };
@@ -172,14 +195,11 @@ export function registerInspectionTools(program: Command, helpers: CliHelpers): 
               if (print(fromJournal(ref, e))) return stop();
             }
           }
-          process.stderr.write(`watching ${subject} (Ctrl-C to stop)\n`);
+          writeErr(`watching ${subject} (Ctrl-C to stop)\n`);
           for await (const msg of sub) {
-            let line: FeedLine;
-            try {
-              line = msg.json<FeedLine>();
-            } catch {
-              continue;
-            }
+            // Anyone allowed to publish on the feed could send anything: only well-formed lines count.
+            const line = parseFeedLine(msg.data);
+            if (!line) continue;
             const seen = last.get(`${line.kind}/${line.id}`);
             if (journal && seen !== undefined && line.seq > seen + 1) {
               // The live feed is fire-and-forget; the journal fills any gap.
@@ -206,8 +226,8 @@ export function registerInspectionTools(program: Command, helpers: CliHelpers): 
         return;
       }
       const ms = (v: unknown, key: 'p50' | 'p99'): unknown => (v as Record<string, unknown> | undefined)?.[key] ?? '';
-      process.stdout.write(`${nodes.length} node(s)\n`);
-      process.stdout.write(
+      writeOut(`${nodes.length} node(s)\n`);
+      writeOut(
         `${table(
           ['node', 'uptime s', 'commands', 'cmd/s', 'p50 ms', 'p99 ms', 'append p50', 'append p99', 'active', 'mailbox', 'activations', 'passivations', 'snapshots'],
           nodes.map((n) => [
@@ -243,7 +263,7 @@ export function registerInspectionTools(program: Command, helpers: CliHelpers): 
       try {
         await helpers.withClient(options, async (client) => {
           const dashboard = await startDashboard({ client, journal: opened.journal, kinds: actorKinds, host, port, logger });
-          process.stdout.write(`ppos dashboard: ${dashboard.url}\n`);
+          writeOut(`ppos dashboard: ${dashboard.url}\n`);
           await untilSignal();
           await dashboard.close();
         });

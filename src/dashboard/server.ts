@@ -8,15 +8,14 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { RequestError, type Subscription } from '@nats-io/transport-node';
+import type { Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { ACTOR_ID_PATTERN } from '../../actors/schema.js';
 import type { ActorKind } from '../../actors/kind.js';
 import type { ActorRef, Journal, JournaledEvent } from '../../persistence/journal.js';
 import { diffOver, diffStates } from '../../runtime/diff.js';
-import { EVENTS_SUBJECT_PREFIX } from '../../runtime/envelope.js';
 import { loadState } from '../../runtime/recovery.js';
-import { NODES_SUBJECT } from '../../runtime/router.js';
+import { EVENTS_SUBJECT_PREFIX } from '../../runtime/subjects.js';
 import { describeMachine, type StateChart } from '../../runtime/statechart.js';
 import { NoAnswerError, type PposClient } from '../client.js';
 
@@ -151,19 +150,11 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     for (const page of pages) if (!page.res.destroyed) page.res.write(': keep-alive\n\n');
   }, 15_000);
 
-  async function scatter(what: 'actors' | 'stats', body: string): Promise<Record<string, unknown>[]> {
-    const answers: Record<string, unknown>[] = [];
-    try {
-      const replies = await client.nc.requestMany(`${NODES_SUBJECT}.${what}`, body, { maxWait: 300 });
-      for await (const msg of replies) answers.push(msg.json<Record<string, unknown>>());
-    } catch (error) {
-      if (!(error instanceof RequestError && error.isNoResponders())) throw error;
-    }
-    return answers;
-  }
-
   async function cluster(): Promise<Record<string, unknown>> {
-    const [stats, listings] = await Promise.all([scatter('stats', ''), scatter('actors', JSON.stringify({ limit: ACTORS_PER_NODE }))]);
+    const [stats, listings] = await Promise.all([
+      client.gather('stats', 300),
+      client.gather('actors', 300, JSON.stringify({ order: 'busiest', limit: ACTORS_PER_NODE })),
+    ]);
     const actors = listings.flatMap((listing) =>
       ((listing.actors as Record<string, unknown>[] | undefined) ?? []).map((actor) => ({ node: listing.node, ...actor })),
     );

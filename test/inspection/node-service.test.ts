@@ -44,15 +44,16 @@ describe('one node', () => {
     await db?.drop();
   });
 
-  it('registers as the micro service ppos with its version, node id and the three operator endpoints', async () => {
+  it('registers as the micro service ppos with its version, node id, incarnation and its operator endpoints', async () => {
     const infos = await collect<ServiceInfo>(micro.info('ppos'));
     expect(infos).toHaveLength(1);
     const info = infos[0]!;
-    expect(info).toMatchObject({ name: 'ppos', version: packageVersion, metadata: { node: node.nodeId } });
+    expect(info).toMatchObject({ name: 'ppos', version: packageVersion, metadata: { node: node.nodeId, incarnation: node.incarnation } });
     expect(info.endpoints.map((e) => [e.name, e.subject, e.queue_group])).toEqual([
       ['inspect', 'ppos.inspect.>', 'ppos'],
-      ['inspect-node', `ppos.node.${node.nodeId}.inspect.>`, ''],
+      ['inspect-node', `ppos.internal.inspect.${node.incarnation}.>`, ''],
       ['actors', 'ppos.nodes.actors', ''],
+      ['actors-page', `ppos.nodes.actors.${node.incarnation}`, ''],
       ['stats', 'ppos.nodes.stats', ''],
     ]);
     const pings = await collect(micro.ping('ppos'));

@@ -94,10 +94,12 @@ describe('fencing in the journal', () => {
     await leases.ensureShards(SHARDS);
     const ref = { kind: 'inventory', id: 'fenced-sku' };
     const shard = shardOf(ref, SHARDS);
-    const [old] = await leases.acquire('node-old', [shard], 60_000);
+    await leases.register('node-old', 'inc-old', 60_000);
+    await leases.register('node-new', 'inc-new', 60_000);
+    const [old] = await leases.acquire('node-old', 'inc-old', [shard], 60_000);
     // The lease moves on (as after expiry): a new owner, a new epoch.
     await opened.journal.pool.query('UPDATE ppos_shard_leases SET expires_at = now() - interval \'1 second\' WHERE shard = $1', [shard]);
-    const [fresh] = await leases.acquire('node-new', [shard], 60_000);
+    const [fresh] = await leases.acquire('node-new', 'inc-new', [shard], 60_000);
     expect(fresh!.epoch).toBe(old!.epoch + 1);
     const append = (epoch: number, messageId: string) =>
       opened.journal.append({
@@ -119,7 +121,9 @@ describe('fencing in the journal', () => {
     expect(dedupe.rows[0]!.n).toBe(0);
     expect(await append(fresh!.epoch, 'from-the-new-owner')).toEqual({ status: 'committed' });
     // Give the shard back so the cluster below can use it.
-    await leases.release('node-new', [fresh!]);
+    await leases.release('node-new', 'inc-new', [fresh!]);
+    await leases.leave('node-old', 'inc-old');
+    await leases.leave('node-new', 'inc-new');
   });
 });
 

@@ -33,7 +33,8 @@ describe('lease row locks', () => {
     const leases = new LeaseStore(journal.pool);
     await leases.ensureShards(SHARDS);
     const all = Array.from({ length: SHARDS }, (_, shard) => shard);
-    let held: GrantedLease[] = await leases.acquire(NODE, all, 60_000);
+    await leases.register(NODE, 'lock-incarnation', 60_000);
+    let held: GrantedLease[] = await leases.acquire(NODE, 'lock-incarnation', all, 60_000);
     expect(held).toHaveLength(SHARDS);
     const epochOf = new Map(held.map((l) => [l.shard, l.epoch]));
 
@@ -47,7 +48,7 @@ describe('lease row locks', () => {
       let renewals = 0;
       while (running) {
         const order = [...held].sort(() => Math.random() - 0.5);
-        held = await leases.renew(NODE, order, 60_000);
+        held = await leases.renew(NODE, 'lock-incarnation', order, 60_000);
         renewals += 1;
       }
       return renewals;

@@ -3,7 +3,7 @@
 // database through a TCP proxy the test cuts and restores; the test itself reads the
 // database directly, around the proxy.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { PposClient } from '../../src/client.js';
+import { NoAnswerError, PposClient } from '../../src/client.js';
 import type { PrivateNatsServer } from '../../src/nats-server.js';
 import type { RunningNode } from '../../src/node.js';
 import type { Reply } from '../../runtime/envelope.js';
@@ -88,16 +88,13 @@ describe('while PostgreSQL is unreachable', () => {
     });
   });
 
-  it('a command whose commit landed as the connection broke is answered UNAVAILABLE, and its retry gets the recorded reply, applied once', async () => {
+  it('a command whose commit landed as the connection broke is answered with its real outcome, looked up once the journal is back', async () => {
     expect(await send('land-1', 'Receive', { qty: 10 }, 'land-m1')).toMatchObject({ ok: true, seq: 1 });
     const blocker = await blockAppend(db, 'inventory', 'land-1', 'land-m2');
     const inFlight = send('land-1', 'Receive', { qty: 7 }, 'land-m2');
     const orphan = await blocker.waiting();
 
     proxy.cut();
-    expect(code(await inFlight)).toBe('UNAVAILABLE');
-    expect(code(await send('land-1', 'Receive', { qty: 1 }, 'land-m3'))).toBe('UNAVAILABLE');
-
     // The orphaned statement is still queued inside PostgreSQL; once the lock goes it commits,
     // and its backend exits when it next reads from the dead connection.
     await blocker.release();
@@ -105,20 +102,37 @@ describe('while PostgreSQL is unreachable', () => {
     expect(await eventsFor('land-m2')).toEqual([{ actor_id: 'land-1', seq: 2, type: 'Received' }]);
 
     proxy.restore();
-    const retried = await send('land-1', 'Receive', { qty: 7 }, 'land-m2');
-    expect(retried).toEqual({ ok: true, duplicate: true, seq: 2, events: [{ type: 'Received', qty: 7 }], state: expect.objectContaining({ onHand: 17 }) });
+    // Never "nothing was applied" for a command that was: the node looked its commit up.
+    expect(await inFlight).toEqual({ ok: true, duplicate: false, seq: 2, events: [{ type: 'Received', qty: 7 }], state: expect.objectContaining({ onHand: 17 }) });
+    expect(await send('land-1', 'Receive', { qty: 7 }, 'land-m2')).toMatchObject({ ok: true, duplicate: true, seq: 2 });
     expect(await send('land-1', 'Receive', { qty: 1 }, 'land-m3')).toMatchObject({ ok: true, duplicate: false, seq: 3, state: { onHand: 18 } });
     expect(await eventsFor('land-m2')).toHaveLength(1);
   });
 
-  it('a command whose statement died with the connection is answered UNAVAILABLE, and its retry applies it once', async () => {
+  it('says nothing about a commit it cannot look up, rather than "nothing was applied"; the retry learns the truth', async () => {
+    expect(await send('mute-1', 'Receive', { qty: 10 }, 'mute-m1')).toMatchObject({ ok: true, seq: 1 });
+    const blocker = await blockAppend(db, 'inventory', 'mute-1', 'mute-m2');
+    const inFlight = client.send('inventory', 'mute-1', 'Receive', { qty: 7 }, { messageId: 'mute-m2', timeoutMs: 2_500 });
+    const orphan = await blocker.waiting();
+
+    proxy.cut();
+    await blocker.release();
+    await waitFor('the orphaned backend to finish', () => backendGone(orphan));
+    // The journal stays unreachable for longer than the client waits: no answer at all.
+    await expect(inFlight).rejects.toBeInstanceOf(NoAnswerError);
+
+    proxy.restore();
+    expect(await send('mute-1', 'Receive', { qty: 7 }, 'mute-m2')).toMatchObject({ ok: true, duplicate: true, seq: 2, state: { onHand: 17 } });
+    expect(await eventsFor('mute-m2')).toHaveLength(1);
+  });
+
+  it('a command whose statement died with the connection is answered UNAVAILABLE once that is known, and its retry applies it once', async () => {
     expect(await send('lost-1', 'Receive', { qty: 10 }, 'lost-m1')).toMatchObject({ ok: true, seq: 1 });
     const blocker = await blockAppend(db, 'inventory', 'lost-1', 'lost-m2');
     const inFlight = send('lost-1', 'Receive', { qty: 7 }, 'lost-m2');
     const orphan = await blocker.waiting();
 
     proxy.cut();
-    expect(code(await inFlight)).toBe('UNAVAILABLE');
     // The server side of the broken connection is ended too: its statement never commits.
     await db.query('SELECT pg_terminate_backend($1)', [orphan]);
     await waitFor('the terminated backend to go', () => backendGone(orphan));
@@ -126,6 +140,7 @@ describe('while PostgreSQL is unreachable', () => {
     expect(await eventsFor('lost-m2')).toEqual([]);
 
     proxy.restore();
+    expect(code(await inFlight)).toBe('UNAVAILABLE');
     expect(await send('lost-1', 'Receive', { qty: 7 }, 'lost-m2')).toMatchObject({ ok: true, duplicate: false, seq: 2, state: { onHand: 17 } });
     expect(await send('lost-1', 'Receive', { qty: 7 }, 'lost-m2')).toMatchObject({ ok: true, duplicate: true, seq: 2 });
     expect(await eventsFor('lost-m2')).toHaveLength(1);
@@ -134,7 +149,7 @@ describe('while PostgreSQL is unreachable', () => {
   it('survives repeated outages under concurrent load: every OK is journaled once, nothing failed is', async () => {
     const actors = ['load-1', 'load-2', 'load-3'];
     for (const id of actors) expect((await send(id, 'Receive', { qty: 1_000 }, `${id}-stock`)).ok).toBe(true);
-    const replies = new Map<string, Reply>();
+    const replies = new Map<string, Reply | 'no answer'>();
     let n = 0;
     // The lanes keep sending until every outage has happened: a fixed number of commands
     // could all be answered before the last cut (it did, once the journal got faster), and
@@ -143,13 +158,18 @@ describe('while PostgreSQL is unreachable', () => {
     const lane = async (actor: string): Promise<void> => {
       for (let i = 0; i < 40 || !outagesDone; i += 1) {
         const messageId = `${actor}-r${(n += 1)}`;
-        replies.set(messageId, await send(actor, 'Reserve', { reservationId: messageId, qty: 1 }, messageId));
+        // An outcome the node could not look up is not answered at all (and never "not applied").
+        const reply = await send(actor, 'Reserve', { reservationId: messageId, qty: 1 }, messageId).catch((error: unknown) => {
+          if (error instanceof NoAnswerError) return 'no answer' as const;
+          throw error;
+        });
+        replies.set(messageId, reply);
       }
     };
     const load = Promise.all(actors.map(lane));
     for (let outage = 0; outage < 3; outage += 1) {
       await waitFor('some progress', () => replies.size >= (outage + 1) * 25);
-      const unavailable = (): number => [...replies.values()].filter((r) => code(r) === 'UNAVAILABLE').length;
+      const unavailable = (): number => [...replies.values()].filter((r) => r !== 'no answer' && code(r) === 'UNAVAILABLE').length;
       const before = unavailable();
       proxy.cut();
       await waitFor('an UNAVAILABLE during this outage', () => unavailable() > before);
@@ -158,8 +178,10 @@ describe('while PostgreSQL is unreachable', () => {
     outagesDone = true;
     await load;
 
-    const ok = [...replies].filter(([, r]) => r.ok).map(([id]) => id);
-    const failed = [...replies].filter(([, r]) => !r.ok);
+    const answered = [...replies].filter((entry): entry is [string, Reply] => entry[1] !== 'no answer');
+    const ok = answered.filter(([, r]) => r.ok).map(([id]) => id);
+    const failed = answered.filter(([, r]) => !r.ok);
+    const unanswered = [...replies].filter(([, r]) => r === 'no answer').map(([id]) => id);
     expect(failed.every(([, r]) => code(r) === 'UNAVAILABLE')).toBe(true);
     expect(failed.length).toBeGreaterThan(0);
     const rows = await db.query<{ message_id: string; n: number }>(
@@ -168,12 +190,17 @@ describe('while PostgreSQL is unreachable', () => {
     );
     const journaled = new Map(rows.rows.map((r) => [r.message_id, r.n]));
     for (const id of ok) expect(journaled.get(id), id).toBe(1);
-    // A failed command may have landed (an ambiguous commit); its retry then says so.
+    // UNAVAILABLE is a promise: nothing was applied (contract section 3), and the retry applies it.
     for (const [id] of failed) {
+      expect(journaled.has(id), `${id} was answered UNAVAILABLE but is in the journal`).toBe(false);
       const actor = id.slice(0, id.indexOf('-r'));
-      const retry = await send(actor, 'Reserve', { reservationId: id, qty: 1 }, id);
-      expect(retry.ok).toBe(true);
-      expect(retry.duplicate).toBe(journaled.has(id));
+      const retry = await client.sendWithRetry('inventory', actor, 'Reserve', { reservationId: id, qty: 1 }, { messageId: id });
+      expect(retry, JSON.stringify(retry)).toMatchObject({ ok: true, duplicate: false });
+    }
+    // An unanswered one may or may not have landed: its retry says which.
+    for (const id of unanswered) {
+      const actor = id.slice(0, id.indexOf('-r'));
+      expect(await client.sendWithRetry('inventory', actor, 'Reserve', { reservationId: id, qty: 1 }, { messageId: id })).toMatchObject({ ok: true, duplicate: journaled.has(id) });
     }
     for (const actor of actors) {
       const state = await send(actor, 'Get', undefined, `${actor}-get`);

@@ -144,7 +144,7 @@ describe('a node that starts', () => {
       await node.ready;
       await client.sendWithRetry('inventory', `${workOrderId}-steel`, 'Receive', { qty: 10 }, { deadlineMs: 20_000 });
       await client.sendWithRetry('workorder', workOrderId, 'Create', { bom: [{ sku: `${workOrderId}-steel`, qty: 4 }], stages: ['cut'] }, { deadlineMs: 20_000 });
-      const blocker = await blockAppend(db, 'inventory', `${workOrderId}-steel`, `wo:${workOrderId}:release1:reserve:0`);
+      const blocker = await blockAppend(db, 'inventory', `${workOrderId}-steel`, `ppos:wo:${workOrderId}:release1:reserve:0`);
       try {
         void client.send('workorder', workOrderId, 'Release', {}, { messageId: `${workOrderId}-release`, timeoutMs: 30_000 }).catch(() => undefined);
         await blocker.waiting();
