@@ -79,6 +79,7 @@ export async function checkLedger(admin: pg.Pool, ledger: ReadonlyMap<string, Co
   const repliesRecorded: string[] = [];
   const repeats: string[] = [];
   const unackedTwice: string[] = [];
+  const falseRefusals: string[] = [];
   let unackedApplied = 0;
   let unackedNotApplied = 0;
   let acked = 0;
@@ -87,6 +88,7 @@ export async function checkLedger(admin: pg.Pool, ledger: ReadonlyMap<string, Co
     const own = byMessage.get(key) ?? [];
     const reply = record.first;
     if (record.mismatch) repeats.push(`${key}: ${record.mismatch}`);
+    if (record.falseRefusal) falseRefusals.push(`${key}: ${record.falseRefusal}`);
     if (!reply) {
       if (own.length > 1) unackedTwice.push(`${key} has ${own.length} events`);
       if (own.length > 0) unackedApplied += 1;
@@ -150,6 +152,7 @@ export async function checkLedger(admin: pg.Pool, ledger: ReadonlyMap<string, Co
       invariant('acked_replies_recorded', repliesRecorded, 'every acknowledged answer is the recorded first reply'),
       invariant('repeats_answer_like_the_first', repeats, 'every repeat and late duplicate got the first answer'),
       invariant('unacked_applied_at_most_once', unackedTwice, `${unackedApplied} unacknowledged applied once, ${unackedNotApplied} not at all`),
+      invariant('unavailable_means_not_applied', falseRefusals, 'no command answered UNAVAILABLE or OVERLOADED had been applied'),
       invariant('no_phantom_effects', phantoms, 'every journaled client message was sent by a client to that actor'),
       invariant('no_reservation_opened_twice', reopened, 'no reservation held twice'),
     ],

@@ -23,6 +23,14 @@ export interface CommandRecord {
   first: Reply | null;
   /** A later answer that differs from the first one. */
   mismatch: string | null;
+  /** Requests of this command waiting for an answer now. */
+  inFlight: number;
+  /** Requests that got no answer (timeout): their outcome is unknown. */
+  unanswered: number;
+  /** Requests answered UNAVAILABLE or OVERLOADED: each a promise that it was not applied. */
+  refused: number;
+  /** A first answer `duplicate: true` after nothing but refusals: one of them was not true. */
+  falseRefusal: string | null;
 }
 
 export interface WorkloadStats {
@@ -137,6 +145,10 @@ export class Workload {
       attempts: 0,
       first: null,
       mismatch: null,
+      inFlight: 0,
+      unanswered: 0,
+      refused: 0,
+      falseRefusal: null,
     };
     this.ledger.set(record.messageId, record);
     this.stats.commands += 1;
@@ -166,6 +178,7 @@ export class Workload {
       record.attempts += 1;
       this.stats.deliveries += 1;
       let reply: Reply | null = null;
+      record.inFlight += 1;
       try {
         reply = await client.send(record.ref.kind, record.ref.id, record.type, record.payload, {
           messageId: record.messageId,
@@ -173,7 +186,11 @@ export class Workload {
         });
       } catch {
         reply = null; // no answer in time, nobody listening, or NATS itself down: the outcome is unknown
+      } finally {
+        record.inFlight -= 1;
       }
+      if (reply === null) record.unanswered += 1;
+      else if (transient(reply)) record.refused += 1;
       if (reply && !transient(reply)) {
         this.answered(record, reply);
         return record.first;
@@ -192,6 +209,11 @@ export class Workload {
       return;
     }
     if (!record.first) {
+      // Applied already, yet every earlier request was told "nothing was applied" and none is
+      // still under way or lost: one of those refusals was false (contract section 3).
+      if (reply.duplicate && record.refused > 0 && record.unanswered === 0 && record.inFlight === 0) {
+        record.falseRefusal = `answered UNAVAILABLE/OVERLOADED ${record.refused} time(s), then duplicate: true`;
+      }
       record.first = reply;
       this.stats.acks += 1;
       if (!reply.ok) {
