@@ -13,7 +13,9 @@
 import { connect, type Msg } from '@nats-io/transport-node';
 import pg from 'pg';
 
-const [mode, natsUrl, databaseUrl, poolSizeArg, subjectPrefix = 'ppos.cmd'] = process.argv.slice(2);
+const [mode, poolSizeArg, subjectPrefix = 'ppos.cmd'] = process.argv.slice(2);
+const natsUrl = process.env.PPOS_NATS_URL;
+const databaseUrl = process.env.PPOS_DATABASE_URL;
 const poolSize = Number(poolSizeArg ?? 16);
 
 interface Counters {

@@ -118,7 +118,7 @@ export async function startNode(
 ): Promise<NodeHandle> {
   const logs: string[] = [];
   const node = new NodeProcess({
-    natsUrl,
+    nats: natsUrl,
     databaseUrl,
     nodeId,
     args,
@@ -194,7 +194,11 @@ export async function startResponder(
   subjectPrefix: string,
 ): Promise<ResponderHandle> {
   const file = path.join(path.dirname(fileURLToPath(import.meta.url)), 'responder.js');
-  const child = fork(file, [mode, natsUrl, databaseUrl, String(poolSize), subjectPrefix], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  // The URLs go in the environment, never on the command line.
+  const child = fork(file, [mode, String(poolSize), subjectPrefix], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    env: { ...process.env, PPOS_NATS_URL: natsUrl, PPOS_DATABASE_URL: databaseUrl },
+  });
   const undo = cleanup.add(`responder ${mode}`, async () => {
     if (child.exitCode === null && child.signalCode === null) {
       child.kill('SIGKILL');
@@ -241,10 +245,11 @@ export async function startNodeWithV8Flags(
   cleanup: Cleanup,
   options: { natsUrl: string; databaseUrl: string; nodeId: string; v8Flags: readonly string[]; cwd?: string; label: string },
 ): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [...options.v8Flags, CLI_PATH, 'start', '--nats', options.natsUrl, '--db', options.databaseUrl, '--node', options.nodeId], {
+  // URLs in the environment, never on the command line (another user could read them in /proc).
+  const child = spawn(process.execPath, [...options.v8Flags, CLI_PATH, 'start', '--node', options.nodeId], {
     ...(options.cwd ? { cwd: options.cwd } : {}),
     stdio: ['ignore', 'ignore', 'pipe'],
-    env: { ...process.env, PPOS_LOG_LEVEL: 'info' },
+    env: { ...process.env, PPOS_LOG_LEVEL: 'info', PPOS_NATS_URL: options.natsUrl, PPOS_DATABASE_URL: options.databaseUrl },
   });
   cleanup.add(options.label, async () => {
     if (child.exitCode === null && child.signalCode === null) {

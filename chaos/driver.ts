@@ -75,7 +75,11 @@ function percentiles(values: readonly number[]): Percentiles {
 
 /** Runs the real CLI: `ppos verify --all` against the database, comparing live nodes too. */
 async function cliVerify(databaseUrl: string, natsUrl: string): Promise<{ code: number | null; record: EvidenceRecord | null; output: string }> {
-  const child = spawn(process.execPath, [CLI_PATH, 'verify', '--all', '--db', databaseUrl, '--nats', natsUrl], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // URLs through the environment, never the command line (they may carry passwords).
+  const child = spawn(process.execPath, [CLI_PATH, 'verify', '--all'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, PPOS_DATABASE_URL: databaseUrl, PPOS_NATS_URL: natsUrl },
+  });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));

@@ -58,7 +58,7 @@ export class NodeSet {
     node.paused = false;
     node.starts += 1;
     const child = new NodeProcess({
-      natsUrl: this.options.natsUrl,
+      nats: this.options.natsUrl,
       databaseUrl: node.proxy.urlFor(this.options.databaseUrl, node.applicationName),
       nodeId: node.id,
       args: this.options.args,

@@ -47,7 +47,8 @@ export interface Incoming {
 
 /** A reply that waits for a saga to settle; the mailbox moves on meanwhile. */
 export interface DeferredReply {
-  readonly deferred: Promise<Reply>;
+  /** Null: the memory was dropped before the saga settled; its outcome is not known here. */
+  readonly deferred: Promise<Reply | null>;
 }
 
 /**
@@ -84,7 +85,7 @@ const ownedElsewhere = (ref: ActorRef): Reply =>
 interface OpenSaga {
   readonly fingerprint: string;
   /** `repeat`: a redelivery of the command, answered with `duplicate: true`. */
-  readonly waiters: { readonly wake: (reply: Reply) => void; readonly repeat: boolean }[];
+  readonly waiters: { readonly wake: (reply: Reply | null) => void; readonly repeat: boolean }[];
 }
 
 export class ActorHost {
@@ -143,10 +144,14 @@ export class ActorHost {
     return this.recent.size;
   }
 
-  /** This memory is being dropped: tell waiting clients to retry (the saga resumes on reactivation). */
+  /**
+   * This memory is being dropped while clients wait for sagas. Their commands *were* applied
+   * (the saga started), so "UNAVAILABLE, nothing was applied" would be false: they get no
+   * answer, and their retry with the same id waits for (or gets) the settled reply.
+   */
   abandon(): void {
-    for (const [messageId, saga] of this.openSagas) {
-      for (const { wake } of saga.waiters) wake(errorReply('UNAVAILABLE', `saga of ${messageId} is still running; retry with the same id`));
+    for (const saga of this.openSagas.values()) {
+      for (const { wake } of saga.waiters) wake(null);
     }
     this.openSagas.clear();
   }
@@ -442,17 +447,18 @@ export class ActorHost {
       this.openSagas.set(messageId, open);
     }
     const saga = open;
-    return { deferred: new Promise<Reply>((wake) => saga.waiters.push({ wake, repeat })) };
+    return { deferred: new Promise<Reply | null>((wake) => saga.waiters.push({ wake, repeat })) };
   }
 
   /** A message id the journal had recorded (after a restart, or past this cache). */
   private async answerRecorded(record: DedupeRecord, print: string, messageId: string): Promise<Reply | DeferredReply> {
     if (record.reply.pending) {
       // Its saga is still running (this activation resumes it): wait for the settled reply.
-      if (this.kind.openSaga?.(this.state) !== messageId) {
-        return errorReply('UNAVAILABLE', `saga of ${messageId} is not open on this actor's state; retry`);
-      }
-      return this.waitForSaga(messageId, record.fingerprint, print);
+      if (this.kind.openSaga?.(this.state) === messageId) return this.waitForSaga(messageId, record.fingerprint, print);
+      // Applied, but memory does not show its saga: memory is behind the journal. Reload; say
+      // nothing ("not applied" would be false), and the retry finds the saga.
+      this.broken = true;
+      return { deferred: Promise.resolve(null) };
     }
     let reply: Reply;
     // A settled saga's reply is at its settling event; the record's own seq stays at its start.
@@ -465,7 +471,9 @@ export class ActorHost {
         const then = await loadState(this.options.journal, this.kind, this.ref, answeredAt);
         reply = { ok: true, duplicate: false, seq: answeredAt, events: record.reply.events ?? [], state: this.kind.publicState(then.state) };
       } catch (error) {
-        return errorReply('UNAVAILABLE', `could not read the recorded reply: ${(error as Error).message}`);
+        // A repeat of a command that was applied: "not applied" would be false, so no answer now.
+        this.options.logger.warn({ actor: refKey(this.ref), messageId, err: (error as Error).message }, 'could not rebuild a recorded reply; not answered');
+        return { deferred: Promise.resolve(null) };
       }
     }
     const entry = { fingerprint: record.fingerprint, reply };

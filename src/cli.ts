@@ -13,6 +13,7 @@ import { openJournal } from './database.js';
 import { runDemo } from './demo.js';
 import { keyValues, printJson, table, writeErr, writeOut } from './format.js';
 import { liveNodes, type LiveNodes } from './live-state.js';
+import { describeServers } from './nats.js';
 import { createLogger } from './logger.js';
 import { startNode } from './node.js';
 import { registerInspectionTools } from './commands/inspect-tools.js';
@@ -26,7 +27,13 @@ const kindNames = [...actorKinds.keys()];
 
 function withConnection(command: Command): Command {
   return command
-    .option('--nats <url>', 'NATS server URL (env PPOS_NATS_URL; default nats://127.0.0.1:4222)')
+    .option('--nats <url>', 'NATS server URL(s), comma-separated; nats://user:pass@host or nats://token@host log in, tls:// requires TLS (env PPOS_NATS_URL; default nats://127.0.0.1:4222)')
+    .option('--nats-creds <file>', 'NATS .creds file: user JWT and NKEY seed (env PPOS_NATS_CREDS)')
+    .option('--nats-nkey <file>', 'file holding a NATS NKEY user seed (env PPOS_NATS_NKEY)')
+    .option('--nats-tls-ca <file>', 'CA certificate(s) to trust for NATS; implies TLS (env PPOS_NATS_TLS_CA)')
+    .option('--nats-tls-cert <file>', 'client certificate for mutual TLS; implies TLS (env PPOS_NATS_TLS_CERT)')
+    .option('--nats-tls-key <file>', "the client certificate's key (env PPOS_NATS_TLS_KEY)")
+    .option('--nats-inbox-prefix <prefix>', 'prefix of this process\'s reply subjects, e.g. _INBOX.alice (env PPOS_NATS_INBOX_PREFIX; default _INBOX)')
     .option('--db <url>', 'PostgreSQL URL of the journal (env PPOS_DATABASE_URL; default: the embedded PostgreSQL)')
     .option('--data-dir <dir>', 'folder of the embedded default (env PPOS_DATA_DIR; default .ppos)')
     .option('--pretty', 'human-readable logs on stderr');
@@ -47,7 +54,7 @@ function seqOption(name: string, value: string | undefined): number | undefined 
 
 async function withClient<T>(options: CommonOptions, work: (client: PposClient) => Promise<T>): Promise<T> {
   const config = resolveConfig(options);
-  const client = await PposClient.connect(config.natsUrl);
+  const client = await PposClient.connect(config.nats);
   try {
     return await work(client);
   } finally {
@@ -97,10 +104,10 @@ export function buildProgram(): Command {
         process.once('SIGINT', onSignal);
         process.once('SIGTERM', onSignal);
       });
-      // A node another process fenced out (same --node id) has stopped itself: exit 1, saying why.
-      const fenced = await Promise.race([signalled.then(() => null), node.fenced]);
+      // A node that stopped on its own (fenced out by a process with its id, or refused by NATS): exit 1, saying why.
+      const halted = await Promise.race([signalled.then(() => null), node.halted]);
       await node.stop();
-      if (fenced !== null) throw new Error(fenced);
+      if (halted !== null) throw new Error(halted);
     });
 
   withConnection(program.command('send <kind> <id> <type> [payload-json]').description('send one command and print the reply'))
@@ -257,14 +264,14 @@ export function buildProgram(): Command {
       let live: LiveNodes | undefined;
       if (options.live !== false) {
         const config = resolveConfig(options);
-        client = await PposClient.connect(config.natsUrl, 'ppos-verify', options.live ? 3_000 : 500).catch((error: Error) => {
+        client = await PposClient.connect(config.nats, 'ppos-verify', options.live ? 3_000 : 500).catch((error: Error) => {
           if (options.live) throw new Error(`--live: ${error.message}`);
           return undefined;
         });
         live = client ? await liveNodes(client) : undefined;
         if (options.live && !live?.nodes) {
           await client?.close();
-          throw new Error(`--live: no ppos node answers on ${config.natsUrl}`);
+          throw new Error(`--live: no ppos node answers on ${describeServers(config.nats)}`);
         }
         if (live && live.nodes > 0) writeErr(`comparing ${live.active} active actor(s) on ${live.nodes} live node(s) with their replay\n`);
       }

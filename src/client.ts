@@ -5,7 +5,7 @@ import type { Reply } from '../runtime/envelope.js';
 import type { ActiveActor } from '../runtime/registry.js';
 import { commandSubject, inspectSubject, NODES_SUBJECT, nodeActorsSubject } from '../runtime/subjects.js';
 import { newId } from './config.js';
-import { connectNats } from './nats.js';
+import { connectNats, natsSettings, type NatsSettings } from './nats.js';
 
 export interface SendOptions {
   readonly messageId?: string;
@@ -53,8 +53,10 @@ const retryable = (reply: Reply): boolean => !reply.ok && (reply.error.code === 
 export class PposClient {
   constructor(readonly nc: NatsConnection) {}
 
-  static async connect(url: string, name = 'ppos-client', waitMs = 3_000): Promise<PposClient> {
-    return new PposClient(await connectNats(url, name, undefined, waitMs));
+  /** `target`: resolved settings (credentials, TLS), or a bare URL (its userinfo used, nothing from the environment). */
+  static async connect(target: NatsSettings | string, name = 'ppos-client', waitMs = 3_000): Promise<PposClient> {
+    const settings = typeof target === 'string' ? natsSettings({ nats: target }, {}) : target;
+    return new PposClient(await connectNats(settings, name, undefined, waitMs));
   }
 
   /** One attempt. Throws NoAnswerError when no node answers in time. */

@@ -1,11 +1,13 @@
 // Runtime configuration: a flag wins over its environment variable, which wins over the
 // default (CONTRACT.md section 1). Every value is checked here, once, with a clear error.
 import { monotonicFactory } from 'ulid';
+import { natsSettings, NatsSettingsError, type NatsFlags, type NatsSettings } from './nats.js';
 
 export const newId = monotonicFactory();
 
 export interface NodeConfig {
-  readonly natsUrl: string;
+  /** Servers (userinfo removed), credentials and TLS. */
+  readonly nats: NatsSettings;
   /** Unset: the embedded PostgreSQL under `dataDir`. */
   readonly databaseUrl: string | undefined;
   readonly dataDir: string;
@@ -33,8 +35,7 @@ export interface NodeConfig {
 
 export class UsageError extends Error {}
 
-export interface RawOptions {
-  readonly nats?: string | undefined;
+export interface RawOptions extends NatsFlags {
   readonly db?: string | undefined;
   readonly dataDir?: string | undefined;
   readonly node?: string | undefined;
@@ -73,14 +74,20 @@ function atMost(name: string, n: number, limit: number): number {
 export function resolveConfig(raw: RawOptions, env: NodeJS.ProcessEnv = process.env): NodeConfig {
   const nodeId = raw.node ?? env.PPOS_NODE_ID ?? newId();
   if (!/^[A-Za-z0-9_-]{1,64}$/.test(nodeId)) throw new UsageError(`node id ${JSON.stringify(nodeId)} must match [A-Za-z0-9_-]{1,64}`);
-  const natsUrl = raw.nats ?? env.PPOS_NATS_URL ?? 'nats://127.0.0.1:4222';
+  let nats: NatsSettings;
+  try {
+    nats = natsSettings(raw, env);
+  } catch (error) {
+    if (error instanceof NatsSettingsError) throw new UsageError(error.message);
+    throw error;
+  }
   const databaseUrl = raw.db ?? env.PPOS_DATABASE_URL ?? undefined;
   if (databaseUrl !== undefined && databaseUrl !== '' && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
     throw new UsageError('the database URL must start with postgres:// or postgresql://');
   }
   const retention = raw.dedupeRetentionHours ?? env.PPOS_DEDUPE_RETENTION_HOURS;
   return {
-    natsUrl,
+    nats,
     databaseUrl: databaseUrl === '' ? undefined : databaseUrl,
     dataDir: raw.dataDir ?? env.PPOS_DATA_DIR ?? '.ppos',
     nodeId,

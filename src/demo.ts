@@ -16,6 +16,7 @@ import { openJournal } from './database.js';
 import { printJson, table } from './format.js';
 import { createLogger } from './logger.js';
 import { findNatsServer, PrivateNatsServer } from './nats-server.js';
+import { describeServers, NatsConnectError, natsSettings, type NatsSettings } from './nats.js';
 import { Random } from './random.js';
 import { NodeProcess } from './spawn.js';
 import { driveWorkOrders, type WorkOrderTally } from './demo-workorders.js';
@@ -70,22 +71,25 @@ class Progress {
   }
 }
 
-async function natsFor(url: string, progress: Progress): Promise<{ url: string; server?: PrivateNatsServer }> {
+async function natsFor(settings: NatsSettings, progress: Progress): Promise<{ settings: NatsSettings; server?: PrivateNatsServer }> {
+  const where = describeServers(settings);
   try {
-    const probe = await PposClient.connect(url, 'ppos-demo-probe', 1_000);
+    const probe = await PposClient.connect(settings, 'ppos-demo-probe', 1_000);
     await probe.close();
-    return { url };
-  } catch {
+    return { settings };
+  } catch (error) {
+    // A server that answers but refuses us (credentials, TLS) is a mistake to report, not to work around.
+    if (error instanceof NatsConnectError) throw error;
     if (!findNatsServer()) {
       throw new Error(
-        `no NATS answers at ${url}, and nats-server is not on PATH. Get one with ` +
+        `no NATS answers at ${where}, and nats-server is not on PATH. Get one with ` +
           '`apt-get install nats-server` (then `nats-server -js`), or `docker compose up -d nats`, ' +
           'or point --nats / PPOS_NATS_URL at a running server',
       );
     }
     const server = await PrivateNatsServer.start();
-    progress.line(`no NATS at ${url}: started a private nats-server at ${server.url} for this demo`);
-    return { url: server.url, server };
+    progress.line(`no NATS at ${where}: started a private nats-server at ${server.url} for this demo`);
+    return { settings: natsSettings({ nats: server.url }, {}), server };
   }
 }
 
@@ -109,12 +113,12 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
   const opened = await openJournal(config, logger, { poolSize: 4 });
   const databaseUrl = config.databaseUrl ?? opened.embedded!.url;
   progress.line(opened.embedded ? `journal: embedded PostgreSQL in ${opened.embedded.dataDir}` : 'journal: PostgreSQL from --db');
-  const nats = await natsFor(config.natsUrl, progress);
-  const client = await PposClient.connect(nats.url, 'ppos-demo');
+  const nats = await natsFor(config.nats, progress);
+  const client = await PposClient.connect(nats.settings, 'ppos-demo');
   const nodeLogs: string[] = [];
   const launch = (): NodeProcess =>
     new NodeProcess({
-      natsUrl: nats.url,
+      nats: nats.settings,
       databaseUrl,
       // The same id after the crash: the restarted node takes its shard leases back at once.
       nodeId: `demo-${run}`,

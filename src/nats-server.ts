@@ -40,20 +40,24 @@ export class PrivateNatsServer {
   private constructor(
     readonly binary: string,
     readonly port: number,
-    /** Extra lines for the server's configuration file (e.g. `max_payload: 16384`). */
+    /** The server's configuration file's text (e.g. `max_payload: 16384`, or a whole shipped file). */
     private readonly config: string | undefined,
+    /** Extra environment: the shipped configurations read their passwords from it. */
+    private readonly env: Record<string, string>,
+    /** The scheme clients should use (`tls` when the configuration requires TLS). */
+    private readonly scheme: 'nats' | 'tls',
   ) {}
 
-  static async start(options: { config?: string } = {}): Promise<PrivateNatsServer> {
+  static async start(options: { config?: string; env?: Record<string, string>; tls?: boolean } = {}): Promise<PrivateNatsServer> {
     const binary = findNatsServer();
     if (!binary) throw new Error('nats-server is not on PATH');
-    const server = new PrivateNatsServer(binary, await freePort(), options.config);
+    const server = new PrivateNatsServer(binary, await freePort(), options.config, options.env ?? {}, options.tls ? 'tls' : 'nats');
     await server.launch();
     return server;
   }
 
   get url(): string {
-    return `nats://127.0.0.1:${this.port}`;
+    return `${this.scheme}://127.0.0.1:${this.port}`;
   }
 
   private async launch(): Promise<void> {
@@ -63,7 +67,7 @@ export class PrivateNatsServer {
       writeFileSync(file, `${this.config}\n`);
       args.push('-c', file);
     }
-    this.child = spawn(this.binary, args, { stdio: 'ignore' });
+    this.child = spawn(this.binary, args, { stdio: 'ignore', env: { ...process.env, ...this.env } });
     const deadline = Date.now() + 10_000;
     while (!(await portOpen(this.port))) {
       if (this.child.exitCode !== null) throw new Error(`nats-server exited with ${this.child.exitCode}`);

@@ -19,17 +19,17 @@ import type { ActorRef } from '../persistence/journal.js';
 import { PposClient } from './client.js';
 import { newId, type NodeConfig } from './config.js';
 import { openJournal, type OpenedJournal } from './database.js';
-import { connectNats } from './nats.js';
+import { connectNats, describeServers } from './nats.js';
 
 export interface RunningNode {
   readonly nodeId: string;
   /** This process's incarnation of the node id. */
   readonly incarnation: string;
   /**
-   * Resolves, with why, if the node stopped on its own: another process took its node id over.
-   * `ppos start` then exits 1.
+   * Resolves, with why, if the node stopped on its own: another process took its node id over,
+   * or NATS closed the connection for good (credentials revoked). `ppos start` then exits 1.
    */
-  readonly fenced: Promise<string>;
+  readonly halted: Promise<string>;
   readonly registry: ActorRegistry;
   readonly journal: Journal;
   readonly stats: NodeStats;
@@ -51,10 +51,13 @@ export async function startNode(config: NodeConfig, rootLogger: Logger, deps: No
   const startedAt = performance.now();
   const incarnation = newId();
   const logger = rootLogger.child({ node: config.nodeId, incarnation });
-  let reportFenced: (why: string) => void = () => undefined;
-  const fenced = new Promise<string>((resolve) => {
-    reportFenced = resolve;
+  let reportHalt: (why: string) => void = () => undefined;
+  const halted = new Promise<string>((resolve) => {
+    reportHalt = resolve;
   });
+  const halt = (why: string): void => {
+    void stopNode?.().finally(() => reportHalt(why));
+  };
   let stopNode: (() => Promise<void>) | undefined;
   const kinds = deps.kinds ?? actorKinds;
   const opened: OpenedJournal = await openJournal(config, logger, {
@@ -79,9 +82,7 @@ export async function startNode(config: NodeConfig, rootLogger: Logger, deps: No
           logger,
           onAcquired: () => void resumeRef?.(),
           onChanged: () => announceChange?.(),
-          onReplaced: (why) => {
-            void stopNode?.().finally(() => reportFenced(why));
-          },
+          onReplaced: halt,
           unload: async (shards) => {
             await registryRef?.unloadWhere((ref) => shards.has(cluster!.shardOf(ref)));
           },
@@ -90,7 +91,7 @@ export async function startNode(config: NodeConfig, rootLogger: Logger, deps: No
   const ownership: Ownership = deps.ownership ?? cluster!;
   let nc: NatsConnection;
   try {
-    nc = await connectNats(config.natsUrl, `ppos-node-${config.nodeId}`, logger);
+    nc = await connectNats(config.nats, `ppos-node-${config.nodeId}`, logger);
   } catch (error) {
     await opened.close();
     throw error;
@@ -177,7 +178,7 @@ export async function startNode(config: NodeConfig, rootLogger: Logger, deps: No
   });
   await service.start();
   await nc.flush();
-  logger.info({ nats: config.natsUrl, embedded: opened.embedded !== undefined, snapshotEvery: config.snapshotEvery }, 'node started');
+  logger.info({ nats: describeServers(config.nats), embedded: opened.embedded !== undefined, snapshotEvery: config.snapshotEvery }, 'node started');
 
   // Sagas left open by a crash resume on their own: now, and periodically (a saga whose
   // owner died elsewhere, or whose actor was dropped after a journal outage).
@@ -234,7 +235,7 @@ export async function startNode(config: NodeConfig, rootLogger: Logger, deps: No
   const running: RunningNode = {
     nodeId: config.nodeId,
     incarnation,
-    fenced,
+    halted,
     registry,
     journal,
     stats,
@@ -265,5 +266,12 @@ export async function startNode(config: NodeConfig, rootLogger: Logger, deps: No
     },
   };
   stopNode = () => running.stop();
+  // Reconnecting for ever, nats.js gives up only when the server keeps refusing us (credentials
+  // revoked or expired): a node that cannot be reached must not look alive.
+  void nc.closed().then((error) => {
+    if (stopping || !error) return;
+    logger.error({ err: error.message }, 'NATS closed the connection for good; stopping');
+    halt(`NATS closed the connection: ${error.message}`);
+  });
   return running;
 }

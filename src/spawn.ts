@@ -4,6 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { natsEnvironment, natsSettings, type NatsSettings } from './nats.js';
 
 const here = fileURLToPath(import.meta.url);
 /** The built CLI; from TypeScript sources (tests), the build `npm test` makes first. */
@@ -12,7 +13,8 @@ export const CLI_PATH = here.endsWith('.ts')
   : path.join(path.dirname(here), 'cli.js');
 
 export interface NodeProcessOptions {
-  readonly natsUrl: string;
+  /** Settings with credentials and TLS, or a bare URL. */
+  readonly nats: NatsSettings | string;
   /** Unset: the node runs the embedded PostgreSQL (in `--data-dir`, if given in `args`). */
   readonly databaseUrl?: string;
   readonly nodeId: string;
@@ -29,15 +31,18 @@ export class NodeProcess {
   readonly startedAt = performance.now();
 
   constructor(readonly options: NodeProcessOptions) {
-    this.child = spawn(
-      process.execPath,
-      [
-        CLI_PATH, 'start', '--nats', options.natsUrl,
-        ...(options.databaseUrl === undefined ? [] : ['--db', options.databaseUrl]),
-        '--node', options.nodeId, ...(options.args ?? []),
-      ],
-      { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...options.env } },
-    );
+    const nats = typeof options.nats === 'string' ? natsSettings({ nats: options.nats }, {}) : options.nats;
+    // URLs and credentials go in the environment, never on the command line (anyone on the
+    // machine can read a process's arguments in /proc).
+    const connection: Record<string, string> = {
+      ...natsEnvironment(nats),
+      ...(options.databaseUrl === undefined ? {} : { PPOS_DATABASE_URL: options.databaseUrl }),
+    };
+    const inherited = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('PPOS_NATS_') && key !== 'PPOS_DATABASE_URL'));
+    this.child = spawn(process.execPath, [CLI_PATH, 'start', '--node', options.nodeId, ...(options.args ?? [])], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: { ...inherited, ...connection, ...options.env },
+    });
     this.exited = once(this.child, 'exit').then(([code]) => code as number | null);
     this.ready = new Promise<void>((resolve, reject) => {
       let buffered = '';

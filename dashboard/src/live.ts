@@ -1,5 +1,6 @@
 // The server-sent event stream: node/actor listings every second and batches of journaled
-// events as they are committed. One EventSource per page; it reconnects by itself.
+// events as they are committed. One EventSource per page; it reconnects by itself, and the page
+// reopens it when the server refused it (the stream cap).
 import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
 import type { ClusterView, FeedEvent, JournalBatch } from './api';
 
@@ -19,6 +20,7 @@ export interface LiveFeed {
 }
 
 const ACTIVITY_WINDOW_MS = 60_000;
+const REOPEN_AFTER_MS = 5_000;
 
 export function useLiveFeed(): LiveFeed {
   const [connected, setConnected] = useState(false);
@@ -29,12 +31,7 @@ export function useLiveFeed(): LiveFeed {
   const listeners = useRef(new Set<JournalListener>());
 
   useEffect(() => {
-    const source = new EventSource('api/stream');
-    source.onopen = () => setConnected(true);
-    source.onerror = () => setConnected(false);
-    source.addEventListener('cluster', (message) => setCluster(JSON.parse((message as MessageEvent<string>).data) as ClusterView));
-    source.addEventListener('resync', () => setResyncs((n) => n + 1));
-    source.addEventListener('journal', (message) => {
+    const onJournal = (message: Event): void => {
       const batch = JSON.parse((message as MessageEvent<string>).data) as JournalBatch;
       const now = Date.now();
       setActivity((previous) => {
@@ -58,8 +55,26 @@ export function useLiveFeed(): LiveFeed {
       });
       for (const listener of listeners.current) listener(batch.events);
       if (batch.dropped > 0) setResyncs((n) => n + 1);
-    });
-    return () => source.close();
+    };
+    let source: EventSource;
+    let reopenTimer: ReturnType<typeof setTimeout> | undefined;
+    const open = (): void => {
+      source = new EventSource('api/stream');
+      source.onopen = () => setConnected(true);
+      source.onerror = () => {
+        setConnected(false);
+        // The browser retries a dropped connection itself, but gives up on an HTTP error (503 at the stream cap).
+        if (source.readyState === EventSource.CLOSED) reopenTimer = setTimeout(open, REOPEN_AFTER_MS);
+      };
+      source.addEventListener('cluster', (message) => setCluster(JSON.parse((message as MessageEvent<string>).data) as ClusterView));
+      source.addEventListener('resync', () => setResyncs((n) => n + 1));
+      source.addEventListener('journal', onJournal);
+    };
+    open();
+    return () => {
+      clearTimeout(reopenTimer);
+      source.close();
+    };
   }, []);
 
   const subscribe = useCallback((listener: JournalListener) => {

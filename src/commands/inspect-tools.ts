@@ -11,7 +11,7 @@ import { z } from 'zod';
 import type { PposClient } from '../client.js';
 import { resolveConfig, UsageError, type RawOptions } from '../config.js';
 import { openJournal } from '../database.js';
-import { startDashboard } from '../dashboard/server.js';
+import { ACCESS_TOKEN_PATTERN, isLoopbackHost, newAccessToken, startDashboard } from '../dashboard/server.js';
 import { forTerminal, printJson, table, writeErr, writeOut } from '../format.js';
 import { createLogger } from '../logger.js';
 
@@ -250,20 +250,32 @@ export function registerInspectionTools(program: Command, helpers: CliHelpers): 
     });
 
   helpers
-    .withConnection(program.command('dashboard').description('serve the live web dashboard (loopback only by default)'))
+    .withConnection(program.command('dashboard').description('serve the live web dashboard (loopback only by default; elsewhere behind a token)'))
     .option('--port <n>', 'port to listen on (default 4280; 0 picks a free one)')
-    .option('--host <address>', 'address to listen on (default 127.0.0.1)')
-    .action(async (options: CommandOptions & { port?: string; host?: string }) => {
+    .option('--host <address>', 'address to listen on (default 127.0.0.1; any other than loopback requires a token)')
+    .option('--token <token>', 'require this token of every request (env PPOS_DASHBOARD_TOKEN; off the loopback one is generated when none is given)')
+    .option('--max-streams <n>', 'live event streams open at once, at most (default 32)')
+    .action(async (options: CommandOptions & { port?: string; host?: string; token?: string; maxStreams?: string }) => {
       const port = options.port === undefined ? 4280 : helpers.seqOption('--port', options.port)!;
       if (port > 65535) throw new UsageError('--port must be at most 65535');
       const host = options.host ?? '127.0.0.1';
+      const maxStreams = helpers.seqOption('--max-streams', options.maxStreams);
+      if (maxStreams === 0) throw new UsageError('--max-streams must be at least 1');
+      // An empty variable counts as unset, as a shell's `PPOS_DASHBOARD_TOKEN=` means.
+      const givenToken = options.token ?? (process.env.PPOS_DASHBOARD_TOKEN || undefined);
+      if (givenToken !== undefined && !ACCESS_TOKEN_PATTERN.test(givenToken)) {
+        throw new UsageError('the dashboard token (--token or PPOS_DASHBOARD_TOKEN) must be 16 to 256 characters of A-Z a-z 0-9 . _ ~ -');
+      }
+      const generatedToken = givenToken === undefined && !isLoopbackHost(host) ? newAccessToken() : undefined;
+      const token = givenToken ?? generatedToken;
       const config = resolveConfig(options);
       const logger = createLogger({ pretty: options.pretty ?? false, level: process.env.PPOS_LOG_LEVEL ?? 'warn' });
       const opened = await openJournal(config, logger, { waitForDatabaseMs: 5_000, poolSize: 4 });
       try {
         await helpers.withClient(options, async (client) => {
-          const dashboard = await startDashboard({ client, journal: opened.journal, kinds: actorKinds, host, port, logger });
-          writeOut(`ppos dashboard: ${dashboard.url}\n`);
+          const dashboard = await startDashboard({ client, journal: opened.journal, kinds: actorKinds, host, port, logger, token, maxStreams });
+          // A generated token is shown this once, in the URL to open; a given one is never echoed.
+          writeOut(`ppos dashboard: ${generatedToken === undefined ? dashboard.url : `${dashboard.url}?token=${generatedToken}`}\n`);
           await untilSignal();
           await dashboard.close();
         });

@@ -3,9 +3,12 @@
 // It only reads: inspections come from nodes' committed in-memory state over NATS, history and
 // time travel from the journal through its own small pool. Nothing it does waits on an actor,
 // and a slow browser only loses batches (then resyncs); it never holds anything up.
+// Off the loopback every request needs a token (see `admitted`); event streams are capped, and
+// every response carries a strict Content-Security-Policy and its companion headers.
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { createReadStream, existsSync, statSync } from 'node:fs';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { BlockList, isIP, type AddressInfo } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Subscription } from '@nats-io/transport-node';
@@ -30,6 +33,12 @@ export interface DashboardOptions {
   readonly assetsDir?: string;
   /** How often connected pages get the node and actor listing (default 1000 ms). */
   readonly clusterEveryMs?: number;
+  /** Asked of every request when set; a host that is not loopback must have one. */
+  readonly token?: string | undefined;
+  /** Open event streams at most (default 32); beyond that 503 with Retry-After. */
+  readonly maxStreams?: number | undefined;
+  /** Open event streams at most from one client address (default 8). */
+  readonly maxStreamsPerClient?: number | undefined;
 }
 
 export interface Dashboard {
@@ -50,6 +59,119 @@ const BATCH_MS = 200;
 const BATCH_MAX_EVENTS = 200;
 /** A page whose socket has this much unsent is skipped, then told to resync. */
 const MAX_BUFFERED_BYTES = 1 << 20;
+
+const DEFAULT_MAX_STREAMS = 32;
+const DEFAULT_MAX_STREAMS_PER_CLIENT = 8;
+const STREAM_RETRY_AFTER_SECONDS = 5;
+
+/** The built page is one module script and one stylesheet from ./assets: nothing inline is needed. */
+const CONTENT_SECURITY_POLICY = [
+  "default-src 'self'",
+  "script-src 'self'",
+  "style-src 'self'",
+  "connect-src 'self'",
+  "img-src 'self' data:",
+  "frame-ancestors 'none'",
+  "base-uri 'none'",
+  "form-action 'none'",
+].join('; ');
+
+/** On every response; the page's own assets override cache-control (they are content-hashed). */
+const SECURITY_HEADERS: Readonly<Record<string, string>> = {
+  'content-security-policy': CONTENT_SECURITY_POLICY,
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+  'x-frame-options': 'DENY',
+  'cache-control': 'no-store',
+};
+
+/** A token travels in a URL query and a cookie: only characters that need escaping in neither. */
+export const ACCESS_TOKEN_PATTERN = /^[A-Za-z0-9._~-]{16,256}$/;
+
+/** 256 random bits, base64url: for a dashboard bound off the loopback when no token is given. */
+export function newAccessToken(): string {
+  return randomBytes(32).toString('base64url');
+}
+
+const LOOPBACK_ADDRESSES = new BlockList();
+LOOPBACK_ADDRESSES.addSubnet('127.0.0.0', 8, 'ipv4');
+LOOPBACK_ADDRESSES.addAddress('::1', 'ipv6');
+
+/** 127.0.0.0/8, ::1 (also bracketed, as in a Host header) and `localhost`: reachable from this machine only. */
+export function isLoopbackHost(host: string): boolean {
+  const name = host.toLowerCase().replace(/^\[|\]$/g, '');
+  if (name === 'localhost') return true;
+  const family = isIP(name);
+  return family !== 0 && LOOPBACK_ADDRESSES.check(name, family === 6 ? 'ipv6' : 'ipv4');
+}
+
+const sha256 = (text: string): Buffer => createHash('sha256').update(text, 'utf8').digest();
+
+/** Whether a presented token is the dashboard's, in time that tells nothing about either. */
+function tokenMatcher(token: string): (candidate: string) => boolean {
+  const expected = sha256(token);
+  // Hashing first gives timingSafeEqual the equal lengths it needs, and hides the token's length.
+  return (candidate) => timingSafeEqual(sha256(candidate), expected);
+}
+
+/** The cookie's name carries the port: cookies ignore ports, and two dashboards on one host must not clobber each other's. */
+const cookieName = (req: IncomingMessage): string => `ppos_dashboard_${req.socket.localPort ?? 0}`;
+
+/** Tokens a request presents: `Authorization: Bearer` for scripts, the cookie for the page. */
+function presentedTokens(req: IncomingMessage): string[] {
+  const tokens: string[] = [];
+  const bearer = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
+  if (bearer) tokens.push(bearer[1]!);
+  const name = cookieName(req);
+  for (const pair of (req.headers.cookie ?? '').split(';')) {
+    const eq = pair.indexOf('=');
+    if (eq > 0 && pair.slice(0, eq).trim() === name) tokens.push(pair.slice(eq + 1).trim());
+  }
+  return tokens;
+}
+
+function unauthorized(res: ServerResponse): void {
+  res.writeHead(401, { 'content-type': 'application/json; charset=utf-8', 'www-authenticate': 'Bearer' });
+  res.end(JSON.stringify({ error: 'unauthorized' }));
+}
+
+/** Trades a valid `?token=` for the cookie, and sends the browser to the same URL without it (out of history and logs). */
+function redirectWithCookie(req: IncomingMessage, res: ServerResponse, url: URL, token: string): void {
+  const clean = new URL(url);
+  clean.searchParams.delete('token');
+  // One leading slash only: `//host` in Location would send the browser to another site.
+  const location = `/${clean.pathname.replace(/^\/+/, '')}${clean.search}`;
+  res.writeHead(303, {
+    location,
+    'set-cookie': `${cookieName(req)}=${token}; Path=/; HttpOnly; SameSite=Strict`,
+  });
+  res.end();
+}
+
+/** Open event streams, overall and per client address, so that a few clients cannot take them all. */
+class StreamSlots {
+  private total = 0;
+  private readonly byClient = new Map<string, number>();
+
+  constructor(
+    private readonly max: number,
+    private readonly maxPerClient: number,
+  ) {}
+
+  /** Takes a slot for `client` and returns its release, or null when the server or the client is at its cap. */
+  take(client: string): (() => void) | null {
+    const held = this.byClient.get(client) ?? 0;
+    if (this.total >= this.max || held >= this.maxPerClient) return null;
+    this.total += 1;
+    this.byClient.set(client, held + 1);
+    return () => {
+      this.total -= 1;
+      const left = (this.byClient.get(client) ?? 1) - 1;
+      if (left === 0) this.byClient.delete(client);
+      else this.byClient.set(client, left);
+    };
+  }
+}
 
 const CONTENT_TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
@@ -88,6 +210,11 @@ interface Page {
 
 export async function startDashboard(options: DashboardOptions): Promise<Dashboard> {
   const { client, journal, kinds, logger } = options;
+  const loopback = isLoopbackHost(options.host);
+  if (options.token !== undefined && !ACCESS_TOKEN_PATTERN.test(options.token)) throw new Error('the dashboard token must be 16 to 256 characters of A-Z a-z 0-9 . _ ~ -');
+  if (!loopback && options.token === undefined) throw new Error(`the dashboard is bound to ${options.host}, beyond the loopback: it needs a token`);
+  const tokenMatches = options.token === undefined ? null : tokenMatcher(options.token);
+  const slots = new StreamSlots(options.maxStreams ?? DEFAULT_MAX_STREAMS, options.maxStreamsPerClient ?? DEFAULT_MAX_STREAMS_PER_CLIENT);
   const assetsDir = options.assetsDir ?? DEFAULT_ASSETS_DIR;
   const charts = new Map<string, StateChart>([...kinds].map(([name, kind]) => [name, describeMachine(kind.machine)]));
   const pages = new Set<Page>();
@@ -244,17 +371,40 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     throw new HttpError(404, `no such endpoint ${url.pathname}`);
   }
 
+  /** True when the request may go on; otherwise it has been answered (401, or the cookie exchange). */
+  function admitted(req: IncomingMessage, res: ServerResponse, url: URL): boolean {
+    if (tokenMatches === null) return true;
+    const offered = url.searchParams.get('token');
+    if (offered !== null) {
+      if (tokenMatches(offered)) redirectWithCookie(req, res, url, offered);
+      else unauthorized(res);
+      return false;
+    }
+    if (presentedTokens(req).some(tokenMatches)) return true;
+    unauthorized(res);
+    return false;
+  }
+
   function openStream(req: IncomingMessage, res: ServerResponse): void {
+    const release = slots.take(req.socket.remoteAddress ?? 'unknown');
+    if (release === null) {
+      res.writeHead(503, { 'content-type': 'application/json; charset=utf-8', 'retry-after': String(STREAM_RETRY_AFTER_SECONDS) });
+      res.end(JSON.stringify({ error: 'too many open event streams' }));
+      return;
+    }
     res.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
-      'cache-control': 'no-store',
       connection: 'keep-alive',
       'x-accel-buffering': 'no',
     });
     res.write('retry: 1000\n\n');
     const page: Page = { res, resync: false };
     pages.add(page);
-    req.on('close', () => pages.delete(page));
+    // The response's close, not the request's: it fires once, when the stream's socket is gone.
+    res.on('close', () => {
+      pages.delete(page);
+      release();
+    });
     // The first listing right away, so a fresh page does not wait for the timer.
     cluster()
       .then((view) => send(page, 'cluster', view))
@@ -281,17 +431,17 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     res.writeHead(200, {
       'content-type': CONTENT_TYPES[path.extname(file)] ?? 'application/octet-stream',
       'cache-control': immutable ? 'public, max-age=31536000, immutable' : 'no-cache',
-      'x-content-type-options': 'nosniff',
     });
     createReadStream(file).pipe(res);
   }
 
-  const loopback = ['127.0.0.1', 'localhost', '::1'].includes(options.host);
   const server = http.createServer((req, res) => {
+    for (const [name, value] of Object.entries(SECURITY_HEADERS)) res.setHeader(name, value);
     const url = new URL(req.url ?? '/', 'http://dashboard.invalid');
     // Bound to loopback, refuse other Host names: a web page elsewhere cannot rebind DNS onto it.
-    const hostName = (req.headers.host ?? '').replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
-    if (loopback && !['127.0.0.1', 'localhost', '::1'].includes(hostName)) {
+    // Off the loopback any Host is taken (names, proxies): the token is the guard, and a rebound page has none.
+    const hostName = (req.headers.host ?? '').replace(/:\d+$/, '');
+    if (loopback && !isLoopbackHost(hostName)) {
       res.writeHead(403, { 'content-type': 'text/plain' }).end('forbidden host\n');
       return;
     }
@@ -299,11 +449,12 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
       res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' }).end('read-only\n');
       return;
     }
+    if (!admitted(req, res, url)) return;
     if (url.pathname === '/api/stream') return openStream(req, res);
     if (url.pathname.startsWith('/api/')) {
       api(url).then(
         (body) => {
-          res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' });
+          res.writeHead(200, { 'content-type': 'application/json; charset=utf-8' });
           res.end(JSON.stringify(body));
         },
         (error: Error) => {

@@ -14,13 +14,16 @@ export interface CliTarget {
   readonly databaseUrl: string;
 }
 
-const connection = (target: CliTarget): string[] => ['--nats', target.natsUrl, '--db', target.databaseUrl];
+/** The target's URLs as an operator's environment carries them: never on the command line. */
+const environment = (target: CliTarget): NodeJS.ProcessEnv => ({
+  ...process.env,
+  PPOS_LOG_LEVEL: 'warn',
+  PPOS_NATS_URL: target.natsUrl,
+  PPOS_DATABASE_URL: target.databaseUrl,
+});
 
 export async function runCli(target: CliTarget, args: readonly string[]): Promise<CliResult> {
-  const child = spawn(process.execPath, [CLI_PATH, ...args, ...connection(target)], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, PPOS_LOG_LEVEL: 'warn' },
-  });
+  const child = spawn(process.execPath, [CLI_PATH, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: environment(target) });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
@@ -44,10 +47,7 @@ export class CliProcess {
   private waiters: (() => void)[] = [];
 
   constructor(target: CliTarget, args: readonly string[]) {
-    this.child = spawn(process.execPath, [CLI_PATH, ...args, ...connection(target)], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, PPOS_LOG_LEVEL: 'warn' },
-    });
+    this.child = spawn(process.execPath, [CLI_PATH, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: environment(target) });
     this.exited = once(this.child, 'close').then(([code]) => code as number | null);
     const split = (stream: NodeJS.ReadableStream, into: string[]): void => {
       let buffered = '';

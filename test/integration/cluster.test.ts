@@ -27,7 +27,7 @@ const nodes = new Map<string, NodeProcess>();
 
 function launch(nodeId: string): NodeProcess {
   const node = new NodeProcess({
-    natsUrl: nats.url,
+    nats: nats.url,
     databaseUrl: db.url,
     nodeId,
     args: ['--lease-ms', String(LEASE_MS), '--shards', String(SHARDS), '--snapshot-every', '10'],

@@ -32,7 +32,7 @@ let node: NodeProcess | undefined;
 /** The node comes back under its own id, as a supervisor restarts a crashed process. */
 async function launch(): Promise<NodeProcess> {
   const started = new NodeProcess({
-    natsUrl: nats.url,
+    nats: nats.url,
     databaseUrl: db.url,
     nodeId: 'crash-node',
     args: ['--snapshot-every', '5'],

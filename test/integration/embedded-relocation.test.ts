@@ -55,6 +55,10 @@ describe.runIf(isRoot)('the embedded PostgreSQL, as root, asked for a folder the
     expect(logs.some((line) => line.includes(`is in ${first.dataDir}`))).toBe(true);
     expect(readlinkSync(intended)).toBe(first.dataDir);
     expect(readFileSync(path.join(path.dirname(first.dataDir), 'origin'), 'utf8')).toBe(`${intended}\n`);
+    // The password sits with the cluster it opens, readable by root alone.
+    expect(first.passwordFile).toBe(path.join(path.dirname(first.dataDir), 'password'));
+    const passwordInfo = statSync(first.passwordFile);
+    expect([passwordInfo.uid, passwordInfo.mode & 0o777]).toEqual([0, 0o600]);
     expect(statSync(POSTGRES_REACHABLE_DIR).mode & 0o777).toBe(0o755);
 
     await query(first.url, "CREATE TABLE marker AS SELECT 'first checkout'::text AS note");

@@ -36,7 +36,7 @@ function postmaster(): { pid: number; port: number } | null {
 
 async function startNode(logs: string[]): Promise<NodeProcess> {
   expect(process.env.PPOS_DATABASE_URL, 'PPOS_DATABASE_URL would bypass the embedded default').toBeUndefined();
-  node = new NodeProcess({ natsUrl: nats.url, nodeId: 'embedded-node', args: ['--data-dir', home], onLog: (line) => logs.push(line) });
+  node = new NodeProcess({ nats: nats.url, nodeId: 'embedded-node', args: ['--data-dir', home], onLog: (line) => logs.push(line) });
   await node.ready;
   return node;
 }
@@ -108,7 +108,8 @@ describe('the embedded PostgreSQL', () => {
       state: { onHand: 7, reserved: 0 },
     });
 
-    const db = new pg.Client({ host: '127.0.0.1', port: orphan.port, user: 'postgres', database: 'ppos' });
+    const password = readFileSync(path.join(home, 'password'), 'utf8').trim();
+    const db = new pg.Client({ host: '127.0.0.1', port: orphan.port, user: 'postgres', password, database: 'ppos' });
     await db.connect();
     try {
       expect((await db.query('SELECT note FROM marker')).rows).toEqual([{ note: 'written before any node ran' }]);

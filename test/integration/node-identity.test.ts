@@ -21,7 +21,7 @@ const started: NodeProcess[] = [];
 
 function launch(nodeId: string, logs: string[] = []): NodeProcess {
   const node = new NodeProcess({
-    natsUrl: nats.url,
+    nats: nats.url,
     databaseUrl: db.url,
     nodeId,
     args: ['--lease-ms', String(LEASE_MS), '--shards', String(SHARDS)],

@@ -59,7 +59,7 @@ describe('replies larger than the NATS max_payload', () => {
   });
 
   it('`ppos state` reads the whole state from the journal', async () => {
-    const result = await runCli(['state', 'inventory', SKU, '--json', '--db', suite.db.url]);
+    const result = await runCli(['state', 'inventory', SKU, '--json'], { PPOS_DATABASE_URL: suite.db.url });
     expect(result.code).toBe(0);
     const state = JSON.parse(result.stdout) as { seq: number; context: { reservations: Record<string, unknown>; reserved: number } };
     expect(state.seq).toBe(RESERVATIONS + 41);
@@ -69,7 +69,7 @@ describe('replies larger than the NATS max_payload', () => {
 
   it('`ppos verify` compares the oversized live actor by the hash its inspection sends, and catches planted memory', async () => {
     const verify = async (): Promise<{ code: number | null; record: { confidence_status: string; reconciliation_failures: unknown[]; checks: string[] } }> => {
-      const result = await runCli(['verify', 'inventory', SKU, '--db', suite.db.url, '--nats', suite.nats.url]);
+      const result = await runCli(['verify', 'inventory', SKU], { PPOS_DATABASE_URL: suite.db.url, PPOS_NATS_URL: suite.nats.url });
       return { code: result.code, record: JSON.parse(result.stdout) as never };
     };
     const clean = await verify();

@@ -40,7 +40,7 @@ interface HostInternals {
 }
 
 const verify = async (...args: string[]): Promise<{ code: number | null; record: EvidenceRecord; stderr: string }> => {
-  const result = await runCli(['verify', ...args, '--db', db.url, '--nats', nats.url]);
+  const result = await runCli(['verify', ...args], { PPOS_DATABASE_URL: db.url, PPOS_NATS_URL: nats.url });
   return { code: result.code, record: JSON.parse(result.stdout) as EvidenceRecord, stderr: result.stderr };
 };
 
@@ -113,7 +113,7 @@ describe('ppos verify against a live node', () => {
 
   it('--live refuses to run without a live node; the default falls back to the journal alone', async () => {
     await node.stop();
-    const forced = await runCli(['verify', '--all', '--live', '--db', db.url, '--nats', nats.url]);
+    const forced = await runCli(['verify', '--all', '--live'], { PPOS_DATABASE_URL: db.url, PPOS_NATS_URL: nats.url });
     expect(forced.code).toBe(1);
     expect(forced.stderr).toMatch(/no ppos node answers/);
     const fallback = await verify('--all');
@@ -126,7 +126,7 @@ describe('ppos verify against a live node', () => {
 describe('a node that starts', () => {
   const logs: string[] = [];
   const launch = (name: string, args: string[] = []): NodeProcess =>
-    new NodeProcess({ natsUrl: nats.url, databaseUrl: db.url, nodeId: name, args, onLog: (line) => logs.push(line) });
+    new NodeProcess({ nats: nats.url, databaseUrl: db.url, nodeId: name, args, onLog: (line) => logs.push(line) });
   /** The evidence `nodeId` logged in lines from index `from` on (an earlier run of the same id logged its own). */
   const evidenceOf = (nodeId: string, from = 0): Promise<NodeRecoveryEvidence> =>
     waitFor(`the recovery evidence of ${nodeId}`, () => {

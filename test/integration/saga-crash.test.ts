@@ -28,7 +28,7 @@ let generation = 0;
 function launch(): NodeProcess {
   generation += 1;
   return new NodeProcess({
-    natsUrl: nats.url,
+    nats: nats.url,
     databaseUrl: db.url,
     nodeId: `saga-crash-node`, // the same id after each crash: its shard leases come straight back
     args: ['--snapshot-every', '7'],

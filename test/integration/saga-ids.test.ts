@@ -3,14 +3,17 @@
 // ever taken anyway (a journal written before this rule, a hand-edited table), the saga raises
 // an alarm instead of reading ID_REUSED as a shortage or a refusal. And a Complete whose
 // consumes the inventory refused is not a plain success.
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { actorKinds } from '../../actors/index.js';
 import type { Reply } from '../../runtime/envelope.js';
 import { verifyJournals } from '../../runtime/verify.js';
+import { NoAnswerError } from '../../src/client.js';
+import { blockAppend, releaseAllBlockers } from '../helpers/blocker.js';
 import { useSuite } from '../helpers/suite.js';
 import { waitFor } from '../helpers/wait.js';
 
 const suite = useSuite();
+afterEach(releaseAllBlockers);
 
 const send = (kind: string, id: string, type: string, payload?: Record<string, unknown>, messageId?: string): Promise<Reply> =>
   suite.client.sendWithRetry(kind, id, type, payload, { timeoutMs: 5_000, deadlineMs: 20_000, ...(messageId ? { messageId } : {}) });
@@ -97,5 +100,22 @@ describe('a Complete whose consume the inventory refused', () => {
     expect(await send('workorder', 'WO-C', 'Get')).toMatchObject({ ok: true, state: { status: 'completed' } });
     expect(await send('inventory', 'kept-sku', 'Get')).toMatchObject({ ok: true, state: { onHand: 7, reserved: 0 } });
     expect(await send('workorder', 'WO-C', 'Complete', {}, 'complete-wo-c')).toEqual({ ...completed, duplicate: true });
+  });
+});
+
+describe('a client waiting for a saga when its actor is dropped from memory', () => {
+  it('is never told UNAVAILABLE (the command was applied): it gets no answer, and its retry gets the settled reply', async () => {
+    await send('inventory', 'drop-sku', 'Receive', { qty: 5 });
+    await send('workorder', 'WO-D', 'Create', { bom: [{ sku: 'drop-sku', qty: 2 }], stages: ['cut'] });
+    // The saga's Reserve waits inside PostgreSQL, so the Release stays open.
+    const blocker = await blockAppend(suite.db, 'inventory', 'drop-sku', 'ppos:wo:WO-D:release1:reserve:0');
+    const release = suite.client.send('workorder', 'WO-D', 'Release', {}, { messageId: 'release-wo-d', timeoutMs: 3_000 });
+    await blocker.waiting();
+    // The work order's memory goes (as on a handoff, or after a journal failure).
+    await suite.node!.registry.unloadWhere((ref) => ref.kind === 'workorder' && ref.id === 'WO-D');
+    await expect(release).rejects.toBeInstanceOf(NoAnswerError);
+    await blocker.release();
+    const settled = await suite.client.sendWithRetry('workorder', 'WO-D', 'Release', {}, { messageId: 'release-wo-d', timeoutMs: 3_000, deadlineMs: 30_000 });
+    expect(settled).toMatchObject({ ok: true, state: { status: 'released' } });
   });
 });

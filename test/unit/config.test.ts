@@ -7,7 +7,7 @@ describe('node configuration', () => {
   it('has the documented defaults', () => {
     const config = resolveConfig({}, {});
     expect(config).toMatchObject({
-      natsUrl: 'nats://127.0.0.1:4222',
+      nats: { servers: ['nats://127.0.0.1:4222'] },
       databaseUrl: undefined,
       dataDir: '.ppos',
       snapshotEvery: 100,
@@ -26,9 +26,9 @@ describe('node configuration', () => {
 
   it('takes the environment over the default and a flag over the environment', () => {
     const env = { PPOS_NATS_URL: 'nats://env:4222', PPOS_DATABASE_URL: 'postgres://env/db', PPOS_SNAPSHOT_EVERY: '7', PPOS_NODE_ID: 'env-node' };
-    expect(resolveConfig({}, env)).toMatchObject({ natsUrl: 'nats://env:4222', databaseUrl: 'postgres://env/db', snapshotEvery: 7, nodeId: 'env-node' });
+    expect(resolveConfig({}, env)).toMatchObject({ nats: { servers: ['nats://env:4222'] }, databaseUrl: 'postgres://env/db', snapshotEvery: 7, nodeId: 'env-node' });
     expect(resolveConfig({ nats: 'nats://flag:4222', db: 'postgresql://flag/db', snapshotEvery: '9', node: 'flag-node' }, env)).toMatchObject({
-      natsUrl: 'nats://flag:4222',
+      nats: { servers: ['nats://flag:4222'] },
       databaseUrl: 'postgresql://flag/db',
       snapshotEvery: 9,
       nodeId: 'flag-node',
