@@ -39,7 +39,7 @@ export function reservationsMatchWorkOrders(actors: Iterable<ActorContext>): Cro
       }
     } else if (actor.kind === 'inventory') {
       const c = actor.context as InventoryContext;
-      for (const [reservationId, reservation] of Object.entries(c.reservations)) {
+      for (const [reservationId, reservation] of c.reservations.entries()) {
         if (reservation.workOrderId === undefined) continue;
         openAtInventory.set(`${actor.id}/${reservationId}`, { qty: reservation.qty, workOrderId: reservation.workOrderId });
       }

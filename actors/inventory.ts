@@ -1,23 +1,25 @@
 // The inventory actor: stock of one SKU (or SKU at a location), and the reservations
 // holding it. The whole actor is declared here: payload schemas, events, machine,
-// decisions, invariants. Snapshot cadence is the runtime's `--snapshot-every`.
+// decisions, views, invariants.
+//
+// Its cost does not grow with its history (CONTRACT.md 4.8): open reservations live in a
+// persistent B+ tree (O(log n) per change, see open-reservations.ts), and consumed ones do not
+// live in memory at all. A `Consumed` event establishes the fact `consumed:<id>`, which the
+// journal indexes; a decision that needs it asks for it (`facts.has`), and the runtime answers
+// from the journal. Replies carry a bounded summary; `Get` pages the open reservations.
 import { assign, setup, type AnyMachineSnapshot } from 'xstate';
 import { z } from 'zod';
-import type { ActorKind, Decision, InvariantFailure } from './kind.js';
+import type { ActorKind, Command, Decision, DomainEvent, Facts, InvariantFailure } from './kind.js';
+import { OpenReservations, type PersistedReservations } from './open-reservations.js';
 import { actorId, MAX_QTY, nonNegativeQty, parseWith, positiveQty, reservationId, type PayloadSchemas } from './schema.js';
 
-export interface Reservation {
-  readonly qty: number;
-  readonly workOrderId?: string;
-}
+export type { Reservation } from './open-reservations.js';
 
 export interface InventoryContext {
   readonly onHand: number;
   readonly reserved: number;
-  /** Open reservations by id; read only through `hasOpen` / `openQty`, since ids may name Object.prototype members. */
-  readonly reservations: Readonly<Record<string, Reservation>>;
-  /** Consumed reservation ids and their quantities, so a repeated Consume is a no-op; read only through `hasConsumed`. */
-  readonly consumed: Readonly<Record<string, number>>;
+  /** Open reservations, ordered by id. */
+  readonly reservations: OpenReservations;
 }
 
 export type InventoryEvent =
@@ -27,27 +29,27 @@ export type InventoryEvent =
   | { type: 'Consumed'; reservationId: string }
   | { type: 'Adjusted'; onHand: number };
 
+/** A page of open reservations: at most 1000, 100 unless asked (CONTRACT.md section 5). */
+export const DEFAULT_PAGE = 100;
+export const MAX_PAGE = 1_000;
+const pageRequest = z
+  .object({ after: reservationId.optional(), limit: z.number().int().min(1).max(MAX_PAGE).optional() })
+  .strict()
+  .optional();
+
 const payloads = {
   Receive: z.object({ qty: positiveQty }).strict(),
   Reserve: z.object({ reservationId, qty: positiveQty, workOrderId: actorId.optional() }).strict(),
   Release: z.object({ reservationId }).strict(),
   Consume: z.object({ reservationId }).strict(),
   Adjust: z.object({ onHand: nonNegativeQty }).strict(),
-  Get: z.object({}).strict(),
+  Get: z.object({ reservations: pageRequest }).strict(),
 } satisfies PayloadSchemas;
 
 const available = (c: InventoryContext): number => c.onHand - c.reserved;
 
-// Own properties only: `id in record` or `record[id]` would find `constructor`, `toString` or
-// `__proto__` on Object.prototype, and those are ordinary reservation ids (contract section 5).
-const hasOpen = (c: InventoryContext, id: string): boolean => Object.hasOwn(c.reservations, id);
-const hasConsumed = (c: InventoryContext, id: string): boolean => Object.hasOwn(c.consumed, id);
-const openQty = (c: InventoryContext, id: string): number => (hasOpen(c, id) ? c.reservations[id]!.qty : 0);
-
-/** `record` less `key`, copied as own data properties (a `__proto__` key stays an ordinary key). */
-function without<V>(record: Readonly<Record<string, V>>, key: string): Record<string, V> {
-  return Object.fromEntries(Object.entries(record).filter(([k]) => k !== key));
-}
+/** The fact a Consumed event establishes: looked up in the journal, never kept in memory. */
+export const consumedFact = (reservationId: string): string => `consumed:${reservationId}`;
 
 export const inventoryMachine = setup({
   types: { context: {} as InventoryContext, events: {} as InventoryEvent },
@@ -56,15 +58,14 @@ export const inventoryMachine = setup({
     // cannot journal an event that would break it.
     fitsOnHand: ({ context, event }) => event.type === 'Received' && context.onHand + event.qty <= MAX_QTY,
     fitsAvailable: ({ context, event }) =>
-      event.type === 'Reserved' && !hasOpen(context, event.reservationId) && event.qty <= available(context),
-    isOpen: ({ context, event }) =>
-      (event.type === 'Released' || event.type === 'Consumed') && hasOpen(context, event.reservationId),
+      event.type === 'Reserved' && !context.reservations.has(event.reservationId) && event.qty <= available(context),
+    isOpen: ({ context, event }) => (event.type === 'Released' || event.type === 'Consumed') && context.reservations.has(event.reservationId),
     coversReserved: ({ context, event }) => event.type === 'Adjusted' && event.onHand >= context.reserved,
   },
 }).createMachine({
   id: 'inventory',
   initial: 'active',
-  context: { onHand: 0, reserved: 0, reservations: {}, consumed: {} },
+  context: { onHand: 0, reserved: 0, reservations: OpenReservations.empty },
   states: {
     active: {
       on: {
@@ -76,30 +77,24 @@ export const inventoryMachine = setup({
           guard: 'fitsAvailable',
           actions: assign(({ context, event }) => ({
             reserved: context.reserved + event.qty,
-            // A computed key in a literal defines an own property, even for `__proto__`.
-            reservations: {
-              ...context.reservations,
-              [event.reservationId]: event.workOrderId === undefined ? { qty: event.qty } : { qty: event.qty, workOrderId: event.workOrderId },
-            },
+            reservations: context.reservations.with(
+              event.reservationId,
+              event.workOrderId === undefined ? { qty: event.qty } : { qty: event.qty, workOrderId: event.workOrderId },
+            ),
           })),
         },
         Released: {
           guard: 'isOpen',
           actions: assign(({ context, event }) => ({
-            reserved: context.reserved - openQty(context, event.reservationId),
-            reservations: without(context.reservations, event.reservationId),
+            reserved: context.reserved - (context.reservations.get(event.reservationId)?.qty ?? 0),
+            reservations: context.reservations.without(event.reservationId),
           })),
         },
         Consumed: {
           guard: 'isOpen',
           actions: assign(({ context, event }) => {
-            const qty = openQty(context, event.reservationId);
-            return {
-              onHand: context.onHand - qty,
-              reserved: context.reserved - qty,
-              reservations: without(context.reservations, event.reservationId),
-              consumed: { ...context.consumed, [event.reservationId]: qty },
-            };
+            const qty = context.reservations.get(event.reservationId)?.qty ?? 0;
+            return { onHand: context.onHand - qty, reserved: context.reserved - qty, reservations: context.reservations.without(event.reservationId) };
           }),
         },
         Adjusted: {
@@ -118,7 +113,7 @@ function contextOf(state: AnyMachineSnapshot): InventoryContext {
 const accept = (event: InventoryEvent | null): Decision => ({ outcome: 'accept', event });
 const reject = (reason: string, message: string): Decision => ({ outcome: 'reject', reason, message });
 
-function decide(state: AnyMachineSnapshot, command: { type: string; payload: Record<string, unknown> }): Decision {
+function decide(state: AnyMachineSnapshot, command: Command, facts: Facts): Decision {
   const c = contextOf(state);
   const p = command.payload;
   switch (command.type) {
@@ -130,21 +125,21 @@ function decide(state: AnyMachineSnapshot, command: { type: string; payload: Rec
     case 'Reserve': {
       const id = p.reservationId as string;
       const qty = p.qty as number;
-      if (hasOpen(c, id)) return accept(null); // already open: the contract's no-op success
-      if (hasConsumed(c, id)) return reject('RESERVATION_CONSUMED', `reservation ${id} was already consumed`);
+      if (c.reservations.has(id)) return accept(null); // already open: the contract's no-op success
+      if (facts.has(consumedFact(id))) return reject('RESERVATION_CONSUMED', `reservation ${id} was already consumed`);
       if (available(c) < qty) return reject('INSUFFICIENT_STOCK', `available ${available(c)} < requested ${qty}`);
       const workOrderId = p.workOrderId as string | undefined;
       return accept(workOrderId === undefined ? { type: 'Reserved', reservationId: id, qty } : { type: 'Reserved', reservationId: id, qty, workOrderId });
     }
     case 'Release': {
       const id = p.reservationId as string;
-      return accept(hasOpen(c, id) ? { type: 'Released', reservationId: id } : null);
+      return accept(c.reservations.has(id) ? { type: 'Released', reservationId: id } : null);
     }
     case 'Consume': {
       const id = p.reservationId as string;
-      if (hasConsumed(c, id)) return accept(null);
-      if (!hasOpen(c, id)) return reject('UNKNOWN_RESERVATION', `no open reservation ${id}`);
-      return accept({ type: 'Consumed', reservationId: id });
+      if (c.reservations.has(id)) return accept({ type: 'Consumed', reservationId: id });
+      if (facts.has(consumedFact(id))) return accept(null); // already consumed: a no-op success
+      return reject('UNKNOWN_RESERVATION', `no open reservation ${id}`);
     }
     case 'Adjust': {
       const onHand = p.onHand as number;
@@ -157,33 +152,80 @@ function decide(state: AnyMachineSnapshot, command: { type: string; payload: Rec
   }
 }
 
-function publicState(state: AnyMachineSnapshot): Record<string, unknown> {
+const summary = (c: InventoryContext): Record<string, unknown> => ({
+  onHand: c.onHand,
+  reserved: c.reserved,
+  available: available(c),
+  openReservations: c.reservations.size,
+});
+
+/**
+ * What a client sees, bounded whatever the history: the summary; for a command naming a
+ * reservation, that one (null when not open); for `Get`, one page of open reservations.
+ */
+function view(state: AnyMachineSnapshot, about?: Command): Record<string, unknown> {
   const c = contextOf(state);
-  return { onHand: c.onHand, reserved: c.reserved, available: available(c), reservations: c.reservations };
+  const named = about?.payload.reservationId;
+  if (about?.type === 'Get') {
+    const request = (about.payload.reservations ?? {}) as { after?: string; limit?: number };
+    const page = c.reservations.page(request.after, request.limit ?? DEFAULT_PAGE);
+    return { ...summary(c), reservations: page.reservations, ...(page.next !== undefined ? { next: page.next } : {}) };
+  }
+  if (typeof named === 'string') return { ...summary(c), reservation: c.reservations.get(named) ?? null };
+  return summary(c);
+}
+
+/** The context on inspection: the scalars and one page of reservations (`page.reservations`: {after, limit}). */
+function inspectContext(state: AnyMachineSnapshot, page: Record<string, unknown>): Record<string, unknown> {
+  const request = pageRequest.safeParse(page.reservations);
+  const { after, limit } = request.success ? (request.data ?? {}) : {};
+  const c = contextOf(state);
+  const shown = c.reservations.page(after, limit ?? DEFAULT_PAGE);
+  return { onHand: c.onHand, reserved: c.reserved, openReservations: c.reservations.size, reservations: shown.reservations, ...(shown.next !== undefined ? { next: shown.next } : {}) };
 }
 
 function invariantFailures(state: AnyMachineSnapshot): InvariantFailure[] {
   const c = contextOf(state);
   const failures: InvariantFailure[] = [];
-  const sum = Object.values(c.reservations).reduce((total, r) => total + r.qty, 0);
   if (c.reserved < 0 || c.reserved > c.onHand) {
     failures.push({ invariant: 'reserved_within_on_hand', detail: `0 <= reserved ${c.reserved} <= onHand ${c.onHand} fails` });
   }
-  if (sum !== c.reserved) {
-    failures.push({ invariant: 'reserved_matches_reservations', detail: `reserved ${c.reserved} != sum of open reservations ${sum}` });
+  if (c.reservations.total !== c.reserved) {
+    failures.push({ invariant: 'reserved_matches_reservations', detail: `reserved ${c.reserved} != sum of open reservations ${c.reservations.total}` });
   }
   return failures;
 }
 
+interface PersistedInventory {
+  readonly onHand: number;
+  readonly reserved: number;
+  readonly reservations: PersistedReservations;
+}
+
 export const inventory: ActorKind = {
   kind: 'inventory',
-  machineVersion: 1,
+  // 2: open reservations as a persistent tree (persisted as columns), consumed ids out of the state.
+  machineVersion: 2,
   machine: inventoryMachine,
   queries: new Set(['Get']),
   commands: new Set(Object.keys(payloads)),
   parseCommand: (type, payload) => parseWith('inventory', payloads, type, payload),
-  decide,
-  publicState,
+  decide: (state, command, _actorId, _messageId, facts) => decide(state, command, facts),
+  eventFacts: (event: DomainEvent) => (event.type === 'Consumed' ? [consumedFact(String(event.reservationId))] : []),
+  view,
+  inspectContext,
+  codec: {
+    encode: (context) => {
+      const c = context as unknown as InventoryContext;
+      const persisted: PersistedInventory = { onHand: c.onHand, reserved: c.reserved, reservations: c.reservations.persist() };
+      return persisted as unknown as Record<string, unknown>;
+    },
+    decode: (json) => {
+      const p = json as unknown as PersistedInventory;
+      const context: InventoryContext = { onHand: p.onHand, reserved: p.reserved, reservations: OpenReservations.restore(p.reservations) };
+      return context as unknown as Record<string, unknown>;
+    },
+  },
   invariants: ['reserved_within_on_hand', 'reserved_matches_reservations'],
   invariantFailures,
 };

@@ -55,6 +55,24 @@ export interface SagaSettlement {
   readonly outcome: { readonly ok: true } | { readonly ok: false; readonly reason: string; readonly message: string; readonly details?: Record<string, unknown> };
 }
 
+/**
+ * Facts about an actor's past that its state does not hold (so that memory does not grow with
+ * history): each is a key some journaled event established (`ActorKind.eventFacts`), and the
+ * runtime answers from the journal's index of them.
+ */
+export interface Facts {
+  has(key: string): boolean;
+}
+
+/** For decisions that need no facts, and for tools that only replay. */
+export const NO_FACTS: Facts = { has: () => false };
+
+/** The state as plain JSON (snapshots, hashes, tools) and back, for a context that is not plain JSON itself. */
+export interface StateCodec {
+  encode(context: Record<string, unknown>): Record<string, unknown>;
+  decode(persisted: Record<string, unknown>): Record<string, unknown>;
+}
+
 export interface InvariantFailure {
   readonly invariant: string;
   readonly detail: string;
@@ -70,10 +88,25 @@ export interface ActorKind {
   readonly commands: ReadonlySet<string>;
   /** Parses a client command; `internal` also admits commands only the runtime may send (answers). */
   parseCommand(type: string, payload: unknown, internal?: boolean): ParseResult;
-  /** `messageId` is the deciding message's id: a saga records which client command it answers. */
-  decide(state: AnyMachineSnapshot, command: Command, actorId: string, messageId?: string): Decision;
-  /** The state a client sees in replies and `ppos get`. */
-  publicState(state: AnyMachineSnapshot): Record<string, unknown>;
+  /**
+   * `messageId` is the deciding message's id: a saga records which client command it answers.
+   * `facts` answers what the state no longer holds (see `eventFacts`).
+   */
+  decide(state: AnyMachineSnapshot, command: Command, actorId: string, messageId: string, facts: Facts): Decision;
+  /** Keys of the facts an event establishes (e.g. `consumed:<reservation id>`), indexed by the journal. */
+  eventFacts?(event: DomainEvent): readonly string[];
+  /**
+   * What a client sees, bounded whatever the actor's history: in a command's reply (`about`, the
+   * command), as a query's answer (`about`, the query, which may ask for a page), and on inspection.
+   */
+  view(state: AnyMachineSnapshot, about?: Command): Record<string, unknown>;
+  /** Present when the machine's context is not plain JSON (e.g. holds a persistent tree). */
+  readonly codec?: StateCodec;
+  /**
+   * The context as inspection shows it, bounded (a page of a long collection, chosen by `page`);
+   * absent: the whole persisted context, for kinds whose context is small by construction.
+   */
+  inspectContext?(state: AnyMachineSnapshot, page: Record<string, unknown>): Record<string, unknown>;
   /** Commands this actor still owes other actors, derived from journaled state only. */
   pendingEffects?(state: AnyMachineSnapshot, actorId: string): OutboundCommand[];
   /** The message id of the client command whose saga is open in this state, if any. */

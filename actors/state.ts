@@ -67,10 +67,13 @@ export function replay(kind: ActorKind, from: AnyMachineSnapshot, events: Iterab
   return state;
 }
 
-export function persistState(state: AnyMachineSnapshot): PersistedState {
-  return { value: state.value, context: state.context as Record<string, unknown> };
+/** The state as plain JSON: what snapshots store and state hashes cover. */
+export function persistState(kind: ActorKind, state: AnyMachineSnapshot): PersistedState {
+  const context = state.context as Record<string, unknown>;
+  return { value: state.value, context: kind.codec ? kind.codec.encode(context) : context };
 }
 
 export function restoreState(kind: ActorKind, persisted: PersistedState): AnyMachineSnapshot {
-  return kind.machine.resolveState({ value: persisted.value as never, context: persisted.context }) as AnyMachineSnapshot;
+  const context = kind.codec ? kind.codec.decode(persisted.context) : persisted.context;
+  return kind.machine.resolveState({ value: persisted.value as never, context }) as AnyMachineSnapshot;
 }

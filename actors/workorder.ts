@@ -381,7 +381,8 @@ function settlement(before: AnyMachineSnapshot, after: AnyMachineSnapshot): Saga
   return { messageId: open.requestId, outcome };
 }
 
-function publicState(state: AnyMachineSnapshot): Record<string, unknown> {
+/** The whole public state: bounded by the BOM (at most 200 lines) and the stages (at most 100). */
+function view(state: AnyMachineSnapshot): Record<string, unknown> {
   const c = contextOf(state);
   return {
     status: statusOf(state),
@@ -418,8 +419,8 @@ export const workorder: ActorKind = {
   queries: new Set(['Get']),
   commands: new Set(Object.keys(payloads)),
   parseCommand: (type, payload, internal = false) => parseWith('workorder', internal ? internalPayloads : payloads, type, payload),
-  decide: (state, command, actorId, messageId) => decide(state, command, actorId, messageId ?? ''),
-  publicState,
+  decide: (state, command, actorId, messageId) => decide(state, command, actorId, messageId),
+  view,
   pendingEffects,
   openSaga,
   settlement,

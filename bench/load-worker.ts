@@ -4,7 +4,7 @@
 // request/reply) and only parses a reply that is not `{"ok":true...`, to stay cheap.
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { Histogram } from './histogram.js';
-import type { JobResult, MixJob, OnceJob, WorkerMessage, WorkerRequest } from './load.js';
+import type { GrowJob, JobResult, MixJob, OnceJob, WorkerMessage, WorkerRequest } from './load.js';
 
 const send = (message: WorkerMessage): void => {
   process.send?.(message);
@@ -19,6 +19,8 @@ interface Outcome {
   readonly ok: boolean;
   /** The contract's error code, TIMEOUT, or NO_RESPONDERS. */
   readonly code?: string;
+  /** Size of the reply, when there was one. */
+  readonly bytes?: number;
 }
 
 /**
@@ -44,7 +46,7 @@ class Requester {
         this.pending.delete(token);
         // A 503 status with no body is the server saying nobody subscribes to the subject.
         if (msg.data.length === 0 && msg.headers?.code === 503) waiting.resolve({ ok: false, code: 'NO_RESPONDERS' });
-        else waiting.resolve(outcomeOf(msg.string()));
+        else waiting.resolve({ ...outcomeOf(msg.string()), bytes: msg.data.length });
       },
     });
     this.sweeper = setInterval(() => {
@@ -83,7 +85,7 @@ async function request(subject: string, body: string, timeoutMs: number): Promis
   if (requester) return requester.request(subject, body, timeoutMs);
   try {
     const msg = await nc!.request(subject, body, { timeout: timeoutMs });
-    return outcomeOf(msg.string());
+    return { ...outcomeOf(msg.string()), bytes: msg.data.length };
   } catch (error) {
     const err = error as Error & { isNoResponders?: () => boolean };
     if (typeof err.isNoResponders === 'function' && err.isNoResponders()) return { ok: false, code: 'NO_RESPONDERS' };
@@ -227,6 +229,41 @@ async function runOnce(job: OnceJob): Promise<JobResult> {
   return { ok, errors, histogram: histogram.toData(), seconds: (performance.now() - started) / 1000, cpuSeconds: (cpu.user + cpu.system) / 1e6 };
 }
 
+/** `job.commands` commands on one actor, `outstanding` at a time, measuring every reply's size. */
+async function runGrow(job: GrowJob): Promise<JobResult> {
+  const histogram = new Histogram();
+  const errors: Record<string, number> = {};
+  const replyBytes = { max: 0, total: 0, count: 0 };
+  let ok = 0;
+  let issued = 0;
+  const cpuStart = process.cpuUsage();
+  const started = performance.now();
+  const command = async (type: string, payload: unknown, id: string): Promise<boolean> => {
+    const sent = performance.now();
+    const outcome = await request(`${job.subjectPrefix}.${job.actor}`, envelope(id, type, payload), job.timeoutMs);
+    histogram.record(performance.now() - sent);
+    if (outcome.bytes !== undefined) {
+      replyBytes.max = Math.max(replyBytes.max, outcome.bytes);
+      replyBytes.total += outcome.bytes;
+      replyBytes.count += 1;
+    }
+    if (outcome.ok) ok += 1;
+    else errors[outcome.code!] = (errors[outcome.code!] ?? 0) + 1;
+    return outcome.ok;
+  };
+  const slot = async (): Promise<void> => {
+    while (issued < job.commands) {
+      const n = (issued += job.pattern === 'reserve' ? 1 : 2);
+      const reservationId = `${job.tag}-${n}`;
+      const reserved = await command('Reserve', { reservationId, qty: 1 }, `${job.tag}-r${n}`);
+      if (job.pattern === 'reserve-consume' && reserved) await command('Consume', { reservationId }, `${job.tag}-c${n}`);
+    }
+  };
+  await Promise.all(Array.from({ length: job.outstanding }, () => slot()));
+  const cpu = process.cpuUsage(cpuStart);
+  return { ok, errors, histogram: histogram.toData(), seconds: (performance.now() - started) / 1000, cpuSeconds: (cpu.user + cpu.system) / 1e6, replyBytes };
+}
+
 process.on('message', (message: WorkerRequest) => {
   void (async () => {
     try {
@@ -242,6 +279,9 @@ process.on('message', (message: WorkerRequest) => {
           break;
         case 'once':
           send({ type: 'result', result: await runOnce(message.job) });
+          break;
+        case 'grow':
+          send({ type: 'result', result: await runGrow(message.job) });
           break;
         case 'exit':
           await nc?.drain().catch(() => undefined);

@@ -38,18 +38,36 @@ export interface OnceJob {
   readonly tag: string;
 }
 
+/**
+ * A fixed number of commands on one actor with new reservation ids, `outstanding` at a time:
+ * `reserve` opens one reservation per command (open reservations pile up, as on a popular SKU),
+ * `reserve-consume` opens one and consumes it (a long history of consumed reservations).
+ */
+export interface GrowJob {
+  readonly subjectPrefix: string;
+  readonly actor: string;
+  readonly commands: number;
+  readonly outstanding: number;
+  readonly pattern: 'reserve' | 'reserve-consume';
+  readonly timeoutMs: number;
+  readonly tag: string;
+}
+
 export interface JobResult {
   readonly ok: number;
   readonly errors: Record<string, number>;
   readonly histogram: HistogramData;
   readonly seconds: number;
   readonly cpuSeconds: number;
+  /** Reply sizes seen, when the job measures them. */
+  readonly replyBytes?: { readonly max: number; readonly total: number; readonly count: number };
 }
 
 export type WorkerRequest =
   | { type: 'connect'; natsUrl: string; index: number }
   | { type: 'mix'; job: MixJob }
   | { type: 'once'; job: OnceJob }
+  | { type: 'grow'; job: GrowJob }
   | { type: 'exit' };
 
 export type WorkerMessage =
@@ -176,6 +194,12 @@ export class LoadGenerator {
     );
     const results = replies.map((reply) => (reply as { result: JobResult }).result);
     return summarise(results, cpuPercent(started, readCpu(undefined), await this.postgresPids()));
+  }
+
+  /** A grow job on the first process (one actor: spreading it would only add contention). */
+  async grow(job: GrowJob): Promise<JobResult> {
+    const reply = await this.workers[0]!.request({ type: 'grow', job });
+    return (reply as { result: JobResult }).result;
   }
 
   async stop(): Promise<void> {

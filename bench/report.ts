@@ -3,6 +3,7 @@
 import type { BaselineBResult } from './baseline-b.js';
 import type { ClusterRow } from './cluster.js';
 import type { LoadResult } from './load.js';
+import type { HistoryResult } from './history.js';
 import type { ActivationRow, CrashResult, MemoryResult } from './recovery.js';
 import type { ThroughputRow } from './throughput.js';
 
@@ -32,6 +33,7 @@ export interface BenchResults {
   readonly crash?: CrashResult;
   readonly memory?: MemoryResult;
   readonly cluster?: ClusterRow[];
+  readonly history?: HistoryResult;
   readonly notes: string[];
 }
 
@@ -215,6 +217,47 @@ export function renderReport(results: BenchResults): string {
             `same sweep with --passivate-after-ms ${mm.passivateAfterMs}, after all were passivated (${n0(mm.passivatedActiveActors)} still active; peak ${n0(mm.passivatedPeakMiB)} MiB)`,
             n0(mm.passivatedRssMiB),
           ],
+        ],
+      ),
+    );
+    out.push('');
+  }
+
+  if (results.history) {
+    const h = results.history;
+    const base = h.windows[0]?.perSecond;
+    out.push('## Cost that does not grow with history (one hot SKU)');
+    out.push('');
+    out.push(
+      `One inventory actor, Reserve only with new reservation ids at 64 outstanding, so open reservations pile up. Each row is the same ` +
+        `window of ${n0(h.windows[0]?.commands)} commands, taken once the actor holds that many open reservations (the fillers in between ` +
+        'are not measured). Replies carry the summary and the named reservation, whatever the count.',
+    );
+    out.push('');
+    out.push(
+      table(
+        ['open reservations', 'cmd/s', '÷ 0 open', 'p50 / p99 ms', 'reply bytes mean / max'],
+        h.windows.map((w) => [n0(w.openAtStart), n0(w.perSecond), ratio(w.perSecond, base), `${ms(w.p50)} / ${ms(w.p99)}`, `${n0(w.meanReplyBytes)} / ${n0(w.maxReplyBytes)}`]),
+      ),
+    );
+    out.push('');
+    out.push(`Largest reply of the whole run, fillers included: ${n0(h.maxReplyBytes)} bytes.`);
+    out.push('');
+    out.push(
+      `Then the same actor's journal grown to ${n0(h.events)} events with Reserve/Consume pairs on new ids (${n0(h.fillRate)} cmd/s at 256 outstanding): ` +
+        `${n0(h.openAtEnd)} reservations open, the rest consumed. Then SIGKILL, a restart with the same node id, and the first Get.`,
+    );
+    out.push('');
+    out.push(
+      table(
+        ['figure', 'value'],
+        [
+          ['journal on disk (events, dedupe, facts; with indexes)', `${n0(h.journalBytes / 2 ** 20)} MiB`],
+          [`snapshots written (${n0(h.snapshots)})`, `${(h.snapshotBytes / 2 ** 20).toFixed(1)} MiB = ${((100 * h.snapshotBytes) / h.journalBytes).toFixed(1)} % of the journal`],
+          ['first Get after the restart (activation included)', `${ms(h.activation.firstGetMs)} ms`],
+          ['activation, as the node measured it', `${ms(h.activation.activationMs)} ms (from the snapshot at seq ${n0(h.activation.snapshotSeq)}, ${n0(h.activation.eventsReplayed)} events replayed)`],
+          ['node RSS, idle after the restart', `${n0(h.rss.idleMiB)} MiB`],
+          ['node RSS, with the actor active', `${n0(h.rss.activeMiB)} MiB`],
         ],
       ),
     );

@@ -53,6 +53,10 @@ export interface AppendEntry {
   readonly idTime?: Date | undefined;
   /** A saga's settling event also finalises the dedupe record of the command that started it. */
   readonly settles?: { readonly messageId: string; readonly reply: StoredReply } | undefined;
+  /** Facts the decision took to be absent: if the journal holds one, nothing of the unit is written. */
+  readonly factsAssumedAbsent?: readonly string[] | undefined;
+  /** Facts the event establishes, indexed with it. */
+  readonly factsEstablished?: readonly string[] | undefined;
 }
 
 interface AppendTarget {
@@ -92,7 +96,9 @@ export type AppendResult =
   /** The writer's epoch is not the shard's current one: ownership moved, nothing was written. */
   | { readonly status: 'fenced' }
   /** The journal cannot store a value of this command (the database refused it as data): nothing was written. */
-  | { readonly status: 'invalid'; readonly message: string };
+  | { readonly status: 'invalid'; readonly message: string }
+  /** A fact the decision took to be absent is in the journal: nothing was written; learn it and decide again. */
+  | { readonly status: 'facts' };
 
 export type UnitResult =
   | Exclude<AppendResult, { status: 'duplicate' }>
@@ -104,6 +110,8 @@ export interface StoredSnapshot {
   readonly machineVersion: number;
   readonly state: PersistedState;
   readonly hash: string;
+  /** Bytes the snapshot takes in the journal (as stored, compressed or not); known once stored. */
+  readonly bytes?: number;
 }
 
 /**
@@ -128,8 +136,13 @@ export interface Journal {
   headSeq(ref: ActorRef): Promise<number>;
   /** Snapshots of this machine version at or before `atOrBeforeSeq`, newest first. */
   snapshots(ref: ActorRef, machineVersion: number, atOrBeforeSeq?: number, limit?: number): Promise<StoredSnapshot[]>;
-  saveSnapshot(ref: ActorRef, snapshot: StoredSnapshot): Promise<void>;
+  /** Stores a snapshot; resolves with the bytes it takes in the journal. */
+  saveSnapshot(ref: ActorRef, snapshot: StoredSnapshot): Promise<number>;
   findDedupe(ref: ActorRef, messageId: string): Promise<DedupeRecord | null>;
+  /** Which of `keys` the actor's journal holds as facts (see ActorKind.eventFacts). */
+  presentFacts(ref: ActorRef, keys: readonly string[]): Promise<string[]>;
+  /** Every fact of the actor's journal, with the seq of the event that established it (for verify). */
+  factsOf(ref: ActorRef): Promise<Map<string, number>>;
   /** Every actor with at least one journaled event or dedupe record, optionally of one kind. */
   listActors(kind?: string): Promise<ActorRef[]>;
   /** Counts a repeat delivery answered from the dedupe record (best effort). */

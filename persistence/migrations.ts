@@ -114,6 +114,27 @@ const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX ppos_dedupe_id_time ON ppos_dedupe (id_time) WHERE id_time IS NOT NULL;
     `,
   },
+  {
+    version: 5,
+    name: 'facts established by events',
+    sql: `
+      -- What an actor must know about its past without holding it in memory (an inventory's
+      -- consumed reservation ids): one row per fact, written in the append that journals the
+      -- event establishing it, looked up by key.
+      CREATE TABLE ppos_event_facts (
+        kind     text   NOT NULL,
+        actor_id text   NOT NULL,
+        key      text   NOT NULL,
+        seq      bigint NOT NULL,
+        PRIMARY KEY (kind, actor_id, key)
+      );
+      -- The inventory kind's facts from before this table: every Consumed event's reservation.
+      INSERT INTO ppos_event_facts (kind, actor_id, key, seq)
+      SELECT kind, actor_id, 'consumed:' || (data->>'reservationId'), seq FROM ppos_events
+      WHERE kind = 'inventory' AND type = 'Consumed'
+      ON CONFLICT DO NOTHING;
+    `,
+  },
 ];
 
 /** An arbitrary constant naming ppos's migration lock among the database's advisory locks. */

@@ -24,7 +24,7 @@ WITH input AS (
     unit integer, ord integer, expected_seq bigint, kind text, actor_id text, message_id text, fingerprint text, reply json, seq bigint,
     event_type text, event_data jsonb, correlation_id text, causation_id text,
     machine_version integer, epoch bigint, shard integer, recorded_at timestamptz, id_time timestamptz,
-    settle_message_id text, settle_reply json)
+    settle_message_id text, settle_reply json, facts_absent text[], facts text[])
 ), fence AS MATERIALIZED (
   -- FOR SHARE: an append either commits before a takeover bumps the shard's epoch (which waits
   -- for it), or sees the new epoch and writes nothing. A stale owner cannot append.
@@ -46,6 +46,11 @@ WITH input AS (
   SELECT DISTINCT i.unit FROM input i
   JOIN ppos_cluster h ON h.key = 'dedupe_pruned_before'
   WHERE i.id_time < to_timestamp(h.value::float8 / 1000) AND i.unit NOT IN (SELECT unit FROM seen)
+), contradicted AS (
+  -- The decision took a fact to be absent that the journal holds: decide again, knowing it.
+  SELECT DISTINCT i.unit FROM input i
+  JOIN ppos_event_facts f ON f.kind = i.kind AND f.actor_id = i.actor_id AND f.key = ANY(i.facts_absent)
+  WHERE cardinality(i.facts_absent) > 0
 ), stale AS (
   -- The writer decided on state older than the journal (even a command that appends nothing,
   -- e.g. a rejection, must not be recorded on a stale view): reload and decide again.
@@ -55,6 +60,7 @@ WITH input AS (
   SELECT i.* FROM input i
   WHERE i.unit NOT IN (SELECT unit FROM fenced) AND i.unit NOT IN (SELECT unit FROM seen)
     AND i.unit NOT IN (SELECT unit FROM expired) AND i.unit NOT IN (SELECT unit FROM stale)
+    AND i.unit NOT IN (SELECT unit FROM contradicted)
 ), recorded AS (
   INSERT INTO ppos_dedupe (kind, actor_id, message_id, fingerprint, reply, seq, recorded_at, id_time)
   -- No ON CONFLICT: a message id recorded concurrently (after this statement's snapshot) fails
@@ -69,6 +75,14 @@ WITH input AS (
   WHERE i.event_type IS NOT NULL
   ORDER BY i.unit, i.ord
   RETURNING 1
+), established AS (
+  INSERT INTO ppos_event_facts (kind, actor_id, key, seq)
+  SELECT i.kind, i.actor_id, f.key, i.seq FROM allowed i JOIN recorded r USING (kind, actor_id, message_id)
+  CROSS JOIN unnest(i.facts) AS f(key)
+  WHERE i.event_type IS NOT NULL
+  -- A fact is true once and for ever: established again, it stays as it was (verify compares).
+  ON CONFLICT DO NOTHING
+  RETURNING 1
 ), settled AS (
   UPDATE ppos_dedupe d SET reply = i.settle_reply
   FROM allowed i JOIN recorded r USING (kind, actor_id, message_id)
@@ -80,7 +94,10 @@ SELECT unit, 'fenced' AS outcome, NULL AS message_id, NULL AS fingerprint, NULL:
 UNION ALL SELECT unit, 'seen', message_id, fingerprint, reply, seq FROM seen WHERE unit NOT IN (SELECT unit FROM fenced)
 UNION ALL SELECT unit, 'expired', NULL, NULL, NULL, NULL FROM expired WHERE unit NOT IN (SELECT unit FROM fenced)
 UNION ALL SELECT unit, 'stale', NULL, NULL, NULL, NULL FROM stale
-  WHERE unit NOT IN (SELECT unit FROM fenced) AND unit NOT IN (SELECT unit FROM seen) AND unit NOT IN (SELECT unit FROM expired)`;
+  WHERE unit NOT IN (SELECT unit FROM fenced) AND unit NOT IN (SELECT unit FROM seen) AND unit NOT IN (SELECT unit FROM expired)
+UNION ALL SELECT unit, 'facts', NULL, NULL, NULL, NULL FROM contradicted
+  WHERE unit NOT IN (SELECT unit FROM fenced) AND unit NOT IN (SELECT unit FROM seen) AND unit NOT IN (SELECT unit FROM expired)
+    AND unit NOT IN (SELECT unit FROM stale)`;
 
 const EVENT_COLUMNS = 'seq, type, data, message_id, correlation_id, causation_id, machine_version, epoch, recorded_at';
 
@@ -173,6 +190,8 @@ function unitRows(unit: AppendUnit, index: number): Record<string, unknown>[] {
       id_time: entry.idTime?.toISOString() ?? null,
       settle_message_id: entry.settles?.messageId ?? null,
       settle_reply: entry.settles?.reply ?? null,
+      facts_absent: entry.factsAssumedAbsent ?? [],
+      facts: entry.factsEstablished ?? [],
     };
   });
 }
@@ -181,7 +200,7 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
 
 interface AppendOutcomeRow {
   readonly unit: number;
-  readonly outcome: 'fenced' | 'seen' | 'expired' | 'stale';
+  readonly outcome: 'fenced' | 'seen' | 'expired' | 'stale' | 'facts';
   readonly message_id: string | null;
   readonly fingerprint: string | null;
   readonly reply: StoredReply | null;
@@ -196,6 +215,7 @@ function outcomesOf(batch: readonly AppendUnit[], rows: readonly AppendOutcomeRo
     if (row.outcome === 'fenced') results[row.unit] = { status: 'fenced' };
     else if (row.outcome === 'expired') results[row.unit] = { status: 'expired-id' };
     else if (row.outcome === 'stale') results[row.unit] = { status: 'conflict' };
+    else if (row.outcome === 'facts') results[row.unit] = { status: 'facts' };
     else {
       const records = repeats.get(row.unit) ?? [];
       records.push({ messageId: row.message_id!, fingerprint: row.fingerprint!, reply: row.reply!, seq: row.seq! });
@@ -400,19 +420,21 @@ export class PgJournal implements Journal {
 
   async snapshots(ref: ActorRef, machineVersion: number, atOrBeforeSeq = Number.MAX_SAFE_INTEGER, limit = 3): Promise<StoredSnapshot[]> {
     const result = await this.query(
-      `SELECT seq, machine_version, state, hash FROM ppos_snapshots
+      `SELECT seq, machine_version, state, hash, pg_column_size(state) AS bytes FROM ppos_snapshots
        WHERE kind = $1 AND actor_id = $2 AND machine_version = $3 AND seq <= $4 ORDER BY seq DESC LIMIT $5`,
       [ref.kind, ref.id, machineVersion, atOrBeforeSeq, limit],
     );
-    return result.rows.map((row) => ({ seq: row.seq, machineVersion: row.machine_version, state: row.state, hash: row.hash }));
+    return result.rows.map((row) => ({ seq: row.seq, machineVersion: row.machine_version, state: row.state, hash: row.hash, bytes: row.bytes }));
   }
 
-  async saveSnapshot(ref: ActorRef, snapshot: StoredSnapshot): Promise<void> {
-    await this.query(
+  async saveSnapshot(ref: ActorRef, snapshot: StoredSnapshot): Promise<number> {
+    const text = JSON.stringify(snapshot.state);
+    const result = await this.query(
       `INSERT INTO ppos_snapshots (kind, actor_id, seq, machine_version, state, hash) VALUES ($1, $2, $3, $4, $5, $6)
-       ON CONFLICT DO NOTHING`,
-      [ref.kind, ref.id, snapshot.seq, snapshot.machineVersion, JSON.stringify(snapshot.state), snapshot.hash],
+       ON CONFLICT DO NOTHING RETURNING pg_column_size(state) AS bytes`,
+      [ref.kind, ref.id, snapshot.seq, snapshot.machineVersion, text, snapshot.hash],
     );
+    return (result.rows[0]?.bytes as number | undefined) ?? text.length;
   }
 
   async findDedupe(ref: ActorRef, messageId: string): Promise<DedupeRecord | null> {
@@ -423,6 +445,17 @@ export class PgJournal implements Journal {
     ]);
     const row = result.rows[0];
     return row ? { messageId, fingerprint: row.fingerprint, reply: row.reply as StoredReply, seq: row.seq } : null;
+  }
+
+  async presentFacts(ref: ActorRef, keys: readonly string[]): Promise<string[]> {
+    if (keys.length === 0) return [];
+    const result = await this.query('SELECT key FROM ppos_event_facts WHERE kind = $1 AND actor_id = $2 AND key = ANY($3::text[])', [ref.kind, ref.id, keys]);
+    return result.rows.map((row) => row.key as string);
+  }
+
+  async factsOf(ref: ActorRef): Promise<Map<string, number>> {
+    const result = await this.query('SELECT key, seq FROM ppos_event_facts WHERE kind = $1 AND actor_id = $2', [ref.kind, ref.id]);
+    return new Map(result.rows.map((row) => [row.key as string, row.seq as number]));
   }
 
   async listActors(kind?: string): Promise<ActorRef[]> {

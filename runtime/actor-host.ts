@@ -3,16 +3,26 @@
 // decide on the committed state, journal, and only then move memory and reply.
 import type { AnyMachineSnapshot } from 'xstate';
 import type { Logger } from 'pino';
-import type { ActorKind, Command, DomainEvent, SagaSettlement } from '../actors/kind.js';
+import type { ActorKind, Command, DomainEvent, Facts, SagaSettlement } from '../actors/kind.js';
 import { applyEvent } from '../actors/state.js';
-import { JournalUnavailableError, refKey, type ActorRef, type UnitResult, type DedupeRecord, type Journal, type StoredReply } from '../persistence/journal.js';
-import { answerRepeat, fingerprint, messageIdTime, RecentReplies, type RememberedReply } from './dedupe.js';
+import {
+  JournalUnavailableError,
+  refKey,
+  type ActorRef,
+  type DedupeRecord,
+  type Journal,
+  type StoredReply,
+  type StoredSnapshot,
+  type UnitResult,
+} from '../persistence/journal.js';
+import { answerRepeat, fingerprint, messageIdTime, RecentReplies, RecentSet, type RememberedReply } from './dedupe.js';
 import { errorReply, type Envelope, type Reply } from './envelope.js';
 import { loadState, snapshotOf, type LoadedState } from './recovery.js';
 
 export interface ActorHostOptions {
   readonly journal: Journal;
   readonly logger: Logger;
+  /** At least this many events between snapshots (and see SNAPSHOT_WEIGHT). */
   readonly snapshotEvery: number;
   readonly recentReplies: number;
   /** The actor's shard and the fencing token (lease epoch) this node holds for it. */
@@ -75,7 +85,22 @@ interface Decided {
   readonly opensSaga: boolean;
   /** The settled reply of the saga this command settles, recorded in the same statement. */
   readonly settles?: { readonly messageId: string; readonly reply: StoredReply };
+  /** Facts the decision took to be absent: the journal refuses the unit if one is present. */
+  readonly assumed: readonly string[];
+  /** Facts its event establishes, indexed by the journal in the same statement. */
+  readonly established: readonly string[];
 }
+
+/**
+ * A snapshot is written once the journal written since the last one weighs this many times the
+ * last one: snapshot writes stay about 1/20 of the journal's, whatever the state's size, and an
+ * activation replays at most that much journal after its snapshot.
+ */
+export const SNAPSHOT_WEIGHT = 20;
+/** What one command adds to the journal on disk, roughly: event and dedupe rows with their indexes. */
+const JOURNAL_BYTES_PER_COMMAND = 500;
+/** Below this a snapshot is cheap whatever the cadence: `snapshotEvery` alone decides. */
+const SMALL_SNAPSHOT_BYTES = 16 * 1024;
 
 const reloading = (): Reply => errorReply('UNAVAILABLE', 'actor is reloading after a journal failure; nothing was applied, retry');
 const ownedElsewhere = (ref: ActorRef): Reply =>
@@ -92,8 +117,13 @@ export class ActorHost {
   private state: AnyMachineSnapshot;
   private seqValue: number;
   private snapshotSeqValue: number;
+  /** Size of the last snapshot in the journal, and the journal written since it (estimated). */
+  private snapshotBytes: number;
+  private journalBytesSinceSnapshot = 0;
   private readonly recent: RecentReplies;
   private readonly openSagas = new Map<string, OpenSaga>();
+  /** Facts this actor's journal is known to hold (its own recent events, and lookups): a bounded cache. */
+  private readonly knownFacts = new RecentSet(4_096);
   /** Set when memory may disagree with the journal; the registry then drops this host. */
   broken = false;
   messagesHandled = 0;
@@ -108,6 +138,8 @@ export class ActorHost {
     this.state = loaded.state;
     this.seqValue = loaded.seq;
     this.snapshotSeqValue = loaded.snapshotSeq;
+    this.snapshotBytes = loaded.snapshotBytes;
+    this.journalBytesSinceSnapshot = (loaded.seq - loaded.snapshotSeq) * JOURNAL_BYTES_PER_COMMAND;
     this.recent = new RecentReplies(options.recentReplies);
   }
 
@@ -195,6 +227,8 @@ export class ActorHost {
   private collectUnit(items: readonly Incoming[], start: number, results: Handled[]): { unit: { index: number; decided: Decided }[]; next: number } {
     const unit: { index: number; decided: Decided }[] = [];
     const ids = new Set<string>();
+    // Facts the unit's earlier commands establish, not yet journaled: the later ones must see them.
+    const unitFacts = new Set<string>();
     let state = this.state;
     let seq = this.seqValue;
     let j = start;
@@ -210,7 +244,7 @@ export class ActorHost {
         results[j] = pre.answer;
         continue;
       }
-      const decided = this.decideOn(state, seq, item, pre.command, pre.print);
+      const decided = this.decideOn(state, seq, item, pre.command, pre.print, unitFacts);
       const alone = decided.settlement !== null || decided.opensSaga;
       if (alone && unit.length > 0) break;
       this.messagesHandled += 1;
@@ -218,6 +252,7 @@ export class ActorHost {
       ids.add(item.envelope.id);
       state = decided.next;
       seq = decided.seq;
+      for (const fact of decided.established) unitFacts.add(fact);
       if (alone) return { unit, next: j + 1 };
     }
     return { unit, next: j };
@@ -229,7 +264,7 @@ export class ActorHost {
     const parsed = this.kind.parseCommand(envelope.type, envelope.payload, incoming.internal ?? false);
     if (!parsed.ok) return { answer: errorReply(parsed.code, parsed.message), query: false };
     const command = parsed.command;
-    if (this.kind.queries.has(command.type)) return { answer: this.okReply(this.seqValue, [], this.state), query: true };
+    if (this.kind.queries.has(command.type)) return { answer: this.okReply(this.seqValue, [], this.state, command), query: true };
     const print = fingerprint(command.type, command.payload);
     const open = this.openSagas.get(envelope.id);
     if (open) return { answer: this.waitForSaga(envelope.id, open.fingerprint, print), query: false };
@@ -238,28 +273,38 @@ export class ActorHost {
     return { command, print };
   }
 
-  /** Decides `command` on `state` (committed, or speculative inside a batch). Pure. */
-  private decideOn(state: AnyMachineSnapshot, seq: number, incoming: Incoming, command: Command, print: string): Decided {
+  /**
+   * Decides `command` on `state` (committed, or speculative inside a batch). Pure but for the
+   * facts it asks for: those known present (this actor's own, or looked up) answer yes; any
+   * other is taken as absent and recorded, and the journal refuses the commit if it is not.
+   */
+  private decideOn(state: AnyMachineSnapshot, seq: number, incoming: Incoming, command: Command, print: string, unitFacts: ReadonlySet<string> = new Set()): Decided {
     const { envelope } = incoming;
-    const decision = this.kind.decide(state, command, this.ref.id, envelope.id);
+    const assumed: string[] = [];
+    const facts: Facts = {
+      has: (key) => {
+        if (unitFacts.has(key) || this.knownFacts.has(key)) return true;
+        assumed.push(key);
+        return false;
+      },
+    };
+    const decision = this.kind.decide(state, command, this.ref.id, envelope.id, facts);
+    const unchanged = { incoming, command, print, event: null, next: state, seq, settlement: null, opensSaga: false, assumed, established: [] };
     if (decision.outcome === 'reject') {
-      const stored: StoredReply = { ok: false, error: { code: 'REJECTED', reason: decision.reason, message: decision.message } };
-      return { incoming, command, print, event: null, next: state, seq, stored, settlement: null, opensSaga: false };
+      return { ...unchanged, stored: { ok: false, error: { code: 'REJECTED', reason: decision.reason, message: decision.message } } };
     }
     const event = decision.event;
     if (event && !state.can(event as never)) {
-      const stored: StoredReply = {
-        ok: false,
-        error: { code: 'REJECTED', reason: 'INVALID_STATE', message: `${command.type} is not allowed in state ${JSON.stringify(state.value)}` },
-      };
-      return { incoming, command, print, event: null, next: state, seq, stored, settlement: null, opensSaga: false };
+      const message = `${command.type} is not allowed in state ${JSON.stringify(state.value)}`;
+      return { ...unchanged, stored: { ok: false, error: { code: 'REJECTED', reason: 'INVALID_STATE', message } } };
     }
     const next = event ? applyEvent(this.kind, state, event) : state;
     const nextSeq = seq + (event ? 1 : 0);
     const settlement = event ? (this.kind.settlement?.(state, next) ?? null) : null;
     const opensSaga = event !== null && this.kind.openSaga?.(state) !== envelope.id && this.kind.openSaga?.(next) === envelope.id;
     const stored: StoredReply = { ok: true, seq: nextSeq, events: event ? [event] : [], ...(opensSaga ? { pending: true } : {}) };
-    return { incoming, command, print, event, next, seq: nextSeq, stored, settlement, opensSaga };
+    const established = event ? (this.kind.eventFacts?.(event) ?? []) : [];
+    return { incoming, command, print, event, next, seq: nextSeq, stored, settlement, opensSaga, assumed, established };
   }
 
   /**
@@ -292,6 +337,8 @@ export class ActorHost {
           causationId: d.incoming.envelope.causationId,
           recordedAt: d.incoming.receivedAt,
           settles: d.settles,
+          factsAssumedAbsent: d.assumed,
+          factsEstablished: d.established,
         })),
       });
     } catch (error) {
@@ -321,10 +368,12 @@ export class ActorHost {
         // saw land (an append whose outcome was lost). Memory is behind the journal; drop it,
         // or a no-op decided next on the older state would slip past the journal's seq check.
         if (Math.max(record.seq, record.reply.seq ?? 0) > this.seqValue) this.broken = true;
-        return [await this.answerRecorded(record, only.print, messageId)];
+        return [await this.answerRecorded(record, only.print, messageId, only.command)];
       }
       case 'conflict':
         return [await this.afterConflict(only, attempt)];
+      case 'facts':
+        return [await this.afterFacts(only, attempt)];
       case 'expired-id':
         return [
           errorReply('ID_REUSED', `message id ${messageId} may have been used here before, but dedupe retention has forgotten it; it is refused rather than decided again: send the command with a new id`, {
@@ -348,6 +397,7 @@ export class ActorHost {
       this.state = reloaded.state;
       this.seqValue = reloaded.seq;
       this.snapshotSeqValue = reloaded.snapshotSeq;
+      this.snapshotBytes = reloaded.snapshotBytes;
     } catch (error) {
       this.broken = true;
       return errorReply('UNAVAILABLE', `could not reload after a journal conflict: ${(error as Error).message}`);
@@ -356,8 +406,30 @@ export class ActorHost {
     return (await this.commit([again], attempt + 1))[0]!;
   }
 
-  /** Nothing of the unit was written (a repeat the journal knew, a conflict, a bad value): each command alone. */
+  /** A fact the decision took to be absent is in the journal: learn it, and decide once more. */
+  private async afterFacts(decided: Decided, attempt: number): Promise<Handled> {
+    if (attempt > 0 || !(await this.learnFacts(decided.assumed))) {
+      return errorReply('UNAVAILABLE', 'could not read the facts this command depends on; nothing was applied, retry');
+    }
+    const again = this.decideOn(this.state, this.seqValue, decided.incoming, decided.command, decided.print);
+    return (await this.commit([again], attempt + 1))[0]!;
+  }
+
+  /** Looks facts up in the journal and remembers those present; false when the journal cannot say. */
+  private async learnFacts(keys: readonly string[]): Promise<boolean> {
+    try {
+      for (const key of await this.options.journal.presentFacts(this.ref, keys)) this.knownFacts.add(key);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Nothing of the unit was written (a repeat the journal knew, a conflict, a bad value, a fact): each command alone. */
   private async oneByOne(unit: readonly Decided[]): Promise<Handled[]> {
+    if (!(await this.learnFacts(unit.flatMap((d) => d.assumed)))) {
+      return unit.map(() => errorReply('UNAVAILABLE', 'could not read the facts these commands depend on; nothing was applied, retry'));
+    }
     const handled: Handled[] = [];
     for (const d of unit) {
       if (this.broken) {
@@ -377,7 +449,8 @@ export class ActorHost {
       const messageId = d.incoming.envelope.id;
       this.state = d.next;
       this.seqValue = d.seq;
-      const reply = this.toReply(d.stored, d.next);
+      const reply = this.toReply(d.stored, d.next, d.command);
+      for (const fact of d.established) this.knownFacts.add(fact);
       if (d.opensSaga && d.stored.pending) {
         handled.push(this.waitForSaga(messageId, d.print, d.print, false));
       } else {
@@ -395,6 +468,7 @@ export class ActorHost {
         causationId: d.incoming.envelope.causationId,
       });
     }
+    this.journalBytesSinceSnapshot += unit.length * JOURNAL_BYTES_PER_COMMAND;
     this.maybeSnapshot();
     return handled;
   }
@@ -451,7 +525,7 @@ export class ActorHost {
   }
 
   /** A message id the journal had recorded (after a restart, or past this cache). */
-  private async answerRecorded(record: DedupeRecord, print: string, messageId: string): Promise<Reply | DeferredReply> {
+  private async answerRecorded(record: DedupeRecord, print: string, messageId: string, command: Command): Promise<Reply | DeferredReply> {
     if (record.reply.pending) {
       // Its saga is still running (this activation resumes it): wait for the settled reply.
       if (this.kind.openSaga?.(this.state) === messageId) return this.waitForSaga(messageId, record.fingerprint, print);
@@ -464,12 +538,12 @@ export class ActorHost {
     // A settled saga's reply is at its settling event; the record's own seq stays at its start.
     const answeredAt = record.reply.seq ?? record.seq;
     if (!record.reply.ok || answeredAt === this.seqValue) {
-      reply = this.toReply(record.reply, this.state);
+      reply = this.toReply(record.reply, this.state, command);
     } else {
       // The first reply carried the state as it was right after it; rebuild exactly that.
       try {
         const then = await loadState(this.options.journal, this.kind, this.ref, answeredAt);
-        reply = { ok: true, duplicate: false, seq: answeredAt, events: record.reply.events ?? [], state: this.kind.publicState(then.state) };
+        reply = { ok: true, duplicate: false, seq: answeredAt, events: record.reply.events ?? [], state: this.kind.view(then.state, command) };
       } catch (error) {
         // A repeat of a command that was applied: "not applied" would be false, so no answer now.
         this.options.logger.warn({ actor: refKey(this.ref), messageId, err: (error as Error).message }, 'could not rebuild a recorded reply; not answered');
@@ -489,35 +563,49 @@ export class ActorHost {
     return answer;
   }
 
-  /** A recorded reply as sent: `state` is the actor's as it was right after the command. */
-  private toReply(stored: StoredReply, state: AnyMachineSnapshot): Reply {
+  /** A recorded reply as sent: `state` is the actor's as it was right after the command (`about`). */
+  private toReply(stored: StoredReply, state: AnyMachineSnapshot, about?: Command): Reply {
     if (!stored.ok) return { ok: false, duplicate: false, error: stored.error as never };
-    return this.okReply(stored.seq ?? this.seqValue, stored.events ?? [], state);
+    return this.okReply(stored.seq ?? this.seqValue, stored.events ?? [], state, about);
   }
 
-  private okReply(seq: number, events: readonly DomainEvent[], state: AnyMachineSnapshot): Reply {
-    return { ok: true, duplicate: false, seq, events, state: this.kind.publicState(state) };
+  private okReply(seq: number, events: readonly DomainEvent[], state: AnyMachineSnapshot, about?: Command): Reply {
+    return { ok: true, duplicate: false, seq, events, state: this.kind.view(state, about) };
   }
 
   /** Saves a snapshot of the committed state now (e.g. before a handoff), unless one is current. */
   async snapshotNow(): Promise<void> {
     if (this.seqValue === 0 || this.seqValue === this.snapshotSeqValue) return;
-    const snapshot = snapshotOf(this.kind, this.state, this.seqValue);
-    await this.options.journal.saveSnapshot(this.ref, snapshot);
-    this.snapshotSeqValue = snapshot.seq;
+    const snapshot = this.takeSnapshot();
+    this.snapshotBytes = await this.options.journal.saveSnapshot(this.ref, snapshot);
     this.options.metrics?.snapshotSaved();
   }
 
+  /**
+   * Snapshot cost amortised O(1) per event: at least `snapshotEvery` events apart, and for a
+   * large state only once the journal written since outweighs the last snapshot SNAPSHOT_WEIGHT
+   * times (a large state is snapshotted rarely, a small one every `snapshotEvery` events).
+   */
   private maybeSnapshot(): void {
     if (this.seqValue - this.snapshotSeqValue < this.options.snapshotEvery) return;
-    const snapshot = snapshotOf(this.kind, this.state, this.seqValue);
-    this.snapshotSeqValue = snapshot.seq;
+    if (this.snapshotBytes > SMALL_SNAPSHOT_BYTES && this.journalBytesSinceSnapshot < SNAPSHOT_WEIGHT * this.snapshotBytes) return;
+    const snapshot = this.takeSnapshot();
     // A snapshot is only an optimisation: losing one costs replay time, never correctness.
     this.options.journal.saveSnapshot(this.ref, snapshot).then(
-      () => this.options.metrics?.snapshotSaved(),
+      (bytes) => {
+        this.snapshotBytes = bytes;
+        this.options.metrics?.snapshotSaved();
+      },
       (error: Error) => {
-        this.options.logger.warn({ actor: `${this.ref.kind}/${this.ref.id}`, seq: snapshot.seq, err: error.message }, 'snapshot not saved');
+        this.options.logger.warn({ actor: refKey(this.ref), seq: snapshot.seq, err: error.message }, 'snapshot not saved');
       },
     );
+  }
+
+  private takeSnapshot(): StoredSnapshot {
+    const snapshot = snapshotOf(this.kind, this.state, this.seqValue);
+    this.snapshotSeqValue = snapshot.seq;
+    this.journalBytesSinceSnapshot = 0;
+    return snapshot;
   }
 }

@@ -69,3 +69,20 @@ const ULID_PATTERN = /^[0-7][0-9A-HJKMNP-TV-Z]{25}$/i;
 export function messageIdTime(messageId: string): Date | undefined {
   return ULID_PATTERN.test(messageId) ? new Date(decodeTime(messageId)) : undefined;
 }
+
+/** A set that forgets its least recently added members beyond `capacity`: memory stays bounded. */
+export class RecentSet {
+  private readonly members = new Set<string>();
+
+  constructor(private readonly capacity: number) {}
+
+  has(key: string): boolean {
+    return this.members.has(key);
+  }
+
+  add(key: string): void {
+    this.members.delete(key);
+    this.members.add(key);
+    if (this.members.size > this.capacity) this.members.delete(this.members.values().next().value!);
+  }
+}

@@ -42,9 +42,22 @@ function childPath(parent: string, key: string | number): string {
   return parent ? `${parent}.${segment}` : segment;
 }
 
+/** A keyed collection that can list its differences from another itself (a persistent tree skips what both share). */
+interface Diffable {
+  changesSince(before: unknown): [string, unknown, unknown][];
+}
+const isDiffable = (v: unknown): v is Diffable => typeof (v as Partial<Diffable> | null)?.changesSince === 'function';
+
 /** Leaf-level differences between two JSON values; objects and arrays are walked into. */
 export function diffValues(before: unknown, after: unknown, path = ''): LeafChange[] {
   if (Object.is(before, after)) return [];
+  if (isDiffable(before) && isDiffable(after)) {
+    return after.changesSince(before).flatMap(([key, was, now]): LeafChange[] => {
+      if (was === undefined) return [{ path: childPath(path, key), change: 'added', after: now }];
+      if (now === undefined) return [{ path: childPath(path, key), change: 'removed', before: was }];
+      return diffValues(was, now, childPath(path, key));
+    });
+  }
   if (isObject(before) && isObject(after)) {
     const changes: LeafChange[] = [];
     for (const key of Object.keys(before)) {

@@ -1,10 +1,36 @@
 // Read-only views of actors for operators. Inspection never enters a mailbox and never
 // activates an actor: a live actor's committed state is read as it stands between two
 // commits, a passivated one is rebuilt from the journal on the side.
+//
+// An inspection is bounded whatever the actor's history: its context is the kind's bounded
+// inspection view (a page, for an inventory's reservations), and the whole state is
+// represented by its hash, computed only when asked (verify compares it with a replay).
+import type { AnyMachineSnapshot } from 'xstate';
 import type { ActorKind } from '../actors/kind.js';
+import { persistState } from '../actors/state.js';
 import type { ActorRef, Journal } from '../persistence/journal.js';
-import { loadState } from './recovery.js';
+import { loadState, stateHash } from './recovery.js';
 import type { ActorRegistry } from './registry.js';
+
+/** What an inspection request may ask for. */
+export interface InspectionRequest {
+  /** Which page of a long context (e.g. `{reservations: {after, limit}}`), passed to the kind. */
+  readonly page?: Record<string, unknown>;
+  /** Include the sha256 of the whole persisted state (costs a pass over it). */
+  readonly hash?: boolean;
+}
+
+/** The request body → a request; anything unreadable asks for the defaults. */
+export function parseInspectionRequest(data: Uint8Array): InspectionRequest {
+  if (data.length === 0 || data.length > 4096) return {};
+  try {
+    const body = JSON.parse(Buffer.from(data).toString('utf8')) as Record<string, unknown>;
+    const page = body.page !== null && typeof body.page === 'object' && !Array.isArray(body.page) ? (body.page as Record<string, unknown>) : undefined;
+    return { ...(page ? { page } : {}), ...(body.hash === true ? { hash: true } : {}) };
+  } catch {
+    return {};
+  }
+}
 
 export interface ActorInspection {
   readonly node: string;
@@ -18,6 +44,17 @@ export interface ActorInspection {
   readonly context: unknown;
   readonly state: Record<string, unknown>;
   readonly dedupe: { readonly remembered: number; readonly recentMessageIds: readonly string[] };
+  readonly stateHash?: string;
+}
+
+/** The fields that depend on the state alone. */
+function stateFields(kind: ActorKind, state: AnyMachineSnapshot, request: InspectionRequest) {
+  return {
+    value: state.value,
+    context: kind.inspectContext ? kind.inspectContext(state, request.page ?? {}) : persistState(kind, state).context,
+    state: kind.view(state),
+    ...(request.hash ? { stateHash: stateHash(persistState(kind, state)) } : {}),
+  };
 }
 
 export async function inspectActor(
@@ -26,6 +63,7 @@ export async function inspectActor(
   journal: Journal,
   kind: ActorKind,
   ref: ActorRef,
+  request: InspectionRequest = {},
 ): Promise<ActorInspection> {
   const live = registry.activeHost(ref);
   if (live) {
@@ -38,9 +76,7 @@ export async function inspectActor(
       seq: host.seq,
       snapshotSeq: host.snapshotSeq,
       mailboxDepth: live.mailboxDepth,
-      value: host.current.value,
-      context: host.current.context,
-      state: kind.publicState(host.current),
+      ...stateFields(kind, host.current, request),
       dedupe: { remembered: host.rememberedReplies, recentMessageIds: host.recentMessageIds(20) },
     };
   }
@@ -53,9 +89,7 @@ export async function inspectActor(
     seq: loaded.seq,
     snapshotSeq: loaded.snapshotSeq,
     mailboxDepth: 0,
-    value: loaded.state.value,
-    context: loaded.state.context,
-    state: kind.publicState(loaded.state),
+    ...stateFields(kind, loaded.state, request),
     dedupe: { remembered: 0, recentMessageIds: [] },
   };
 }

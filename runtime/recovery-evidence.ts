@@ -7,6 +7,8 @@ import type { ActorKind } from '../actors/kind.js';
 import type { ActorRef, Journal } from '../persistence/journal.js';
 import type { ActorRegistry, RecoveryCounters } from './registry.js';
 import { verifyJournals, type EvidenceRecord } from './verify.js';
+import { persistState } from '../actors/state.js';
+import { stateHash } from './recovery.js';
 
 export interface NodeRecoveryEvidence extends EvidenceRecord {
   /** Actors loaded from the journal since the node started (its resumed sagas among them). */
@@ -40,7 +42,7 @@ export async function nodeRecoveryEvidence(options: RecoveryEvidenceOptions): Pr
     // Read in the node's own memory: a resumed actor must hold exactly what its journal replays to.
     liveState: async (ref) => {
       const live = registry.activeHost(ref);
-      return live ? { seq: live.host.seq, value: live.host.current.value, context: live.host.current.context } : null;
+      return live ? { seq: live.host.seq, stateHash: stateHash(persistState(live.host.kind, live.host.current)) } : null;
     },
     liveRecheck: { attempts: 10, delayMs: 50 },
   });

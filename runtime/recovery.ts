@@ -14,7 +14,7 @@ export function stateHash(state: PersistedState): string {
 }
 
 export function snapshotOf(kind: ActorKind, state: AnyMachineSnapshot, seq: number): StoredSnapshot {
-  const persisted = persistState(state);
+  const persisted = persistState(kind, state);
   return { seq, machineVersion: kind.machineVersion, state: persisted, hash: stateHash(persisted) };
 }
 
@@ -26,14 +26,24 @@ export interface LoadedState {
   readonly eventsReplayed: number;
   /** Snapshots passed over because their hash or content did not check out. */
   readonly rejectedSnapshots: readonly { seq: number; problem: string }[];
+  /** Bytes the snapshot it started from takes in the journal (0 without one). */
+  readonly snapshotBytes: number;
 }
+
+/** Older snapshots tried, newest first, when the newest does not check out. */
+const SNAPSHOTS_TRIED = 3;
 
 export class JournalGapError extends Error {}
 
 /** The actor's state right after event `atSeq` (default: its latest). */
 export async function loadState(journal: Journal, kind: ActorKind, ref: ActorRef, atSeq?: number): Promise<LoadedState> {
   const rejectedSnapshots: { seq: number; problem: string }[] = [];
-  for (const snapshot of await journal.snapshots(ref, kind.machineVersion, atSeq, 3)) {
+  // One at a time: a large actor's snapshot is megabytes, and the newest one usually does.
+  let before = atSeq;
+  for (let tried = 0; tried < SNAPSHOTS_TRIED; tried += 1) {
+    const [snapshot] = await journal.snapshots(ref, kind.machineVersion, before, 1);
+    if (!snapshot) break;
+    before = snapshot.seq - 1;
     // A tampered or half-written snapshot must never become live state: check it first.
     if (stateHash(snapshot.state) !== snapshot.hash) {
       rejectedSnapshots.push({ seq: snapshot.seq, problem: 'hash mismatch' });
@@ -49,7 +59,7 @@ export async function loadState(journal: Journal, kind: ActorKind, ref: ActorRef
       continue;
     }
     try {
-      return await loadFrom(journal, kind, ref, { state: restored, seq: snapshot.seq }, atSeq, rejectedSnapshots);
+      return await loadFrom(journal, kind, ref, { state: restored, seq: snapshot.seq, bytes: snapshot.bytes ?? 0 }, atSeq, rejectedSnapshots);
     } catch (error) {
       // A snapshot is only an optimisation: one the journal contradicts (ahead of it, or a
       // state its tail does not replay onto) costs a longer replay, never the actor.
@@ -57,14 +67,14 @@ export async function loadState(journal: Journal, kind: ActorKind, ref: ActorRef
       rejectedSnapshots.push({ seq: snapshot.seq, problem: `contradicts the journal: ${error.message}` });
     }
   }
-  return loadFrom(journal, kind, ref, { state: initialState(kind), seq: 0 }, atSeq, rejectedSnapshots);
+  return loadFrom(journal, kind, ref, { state: initialState(kind), seq: 0, bytes: 0 }, atSeq, rejectedSnapshots);
 }
 
 async function loadFrom(
   journal: Journal,
   kind: ActorKind,
   ref: ActorRef,
-  start: { state: AnyMachineSnapshot; seq: number },
+  start: { state: AnyMachineSnapshot; seq: number; bytes: number },
   atSeq: number | undefined,
   rejectedSnapshots: { seq: number; problem: string }[],
 ): Promise<LoadedState> {
@@ -92,5 +102,6 @@ async function loadFrom(
     snapshotSeq: start.seq,
     eventsReplayed: events.length,
     rejectedSnapshots,
+    snapshotBytes: start.bytes,
   };
 }

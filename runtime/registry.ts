@@ -126,7 +126,7 @@ export class ActorRegistry {
     probe.then(
       (head) => {
         if (head > 0 || this.entries.has(refKey(ref))) return this.enqueue(ref, incoming, respond);
-        respond({ ok: true, duplicate: false, seq: 0, events: [], state: kind.publicState(initialState(kind)) });
+        respond({ ok: true, duplicate: false, seq: 0, events: [], state: kind.view(initialState(kind), parsed.command) });
       },
       (error: Error) => respond(errorReply('UNAVAILABLE', `journal unavailable: ${error.message}; nothing was applied`)),
     );

@@ -20,10 +20,9 @@ import type { ActorKind } from '../actors/kind.js';
 import type { Journal } from '../persistence/journal.js';
 import { errorReply, parseAddress } from './envelope.js';
 import { OMITTED_HINT, respondWithin } from './fit-reply.js';
-import { inspectActor } from './inspection.js';
+import { inspectActor, parseInspectionRequest } from './inspection.js';
 import { Limiter } from './limiter.js';
 import { ActorListing, parseListingRequest } from './listing.js';
-import { stateHash } from './recovery.js';
 import type { Ownership } from './ownership.js';
 import type { ActorRegistry } from './registry.js';
 import type { SagaAlarm } from './saga-runner.js';
@@ -160,27 +159,21 @@ export class NodeService {
     }
     stats.recordInspection();
     const kind = kinds.get(address.kind)!;
+    const request = parseInspectionRequest(msg.data);
     const alarms = this.options.sagaAlarms?.(address) ?? [];
     // An active actor answers from memory at once; only passivated ones wait for a journal slot.
     const view = (
       registry.activeHost(address)
-        ? inspectActor(nodeId, registry, journal, kind, address)
-        : this.journalReads.run(() => inspectActor(nodeId, registry, journal, kind, address))
+        ? inspectActor(nodeId, registry, journal, kind, address, request)
+        : this.journalReads.run(() => inspectActor(nodeId, registry, journal, kind, address, request))
     ).then((inspection) => (alarms.length > 0 ? { ...inspection, sagaAlarms: alarms } : inspection));
     view.then(
       (inspection) =>
         respondWithin(
           msg,
           JSON.stringify(inspection),
-          // What was left out is named, and its hash sent, so `ppos verify` still compares it.
-          () =>
-            JSON.stringify({
-              ...inspection,
-              context: { omitted: `context ${OMITTED_HINT}` },
-              state: { omitted: `state ${OMITTED_HINT}` },
-              omitted: ['context', 'state'],
-              stateHash: stateHash({ value: inspection.value, context: inspection.context as Record<string, unknown> }),
-            }),
+          // Bounded by every kind's view; a server with a tiny max_payload still gets the rest, named.
+          () => JSON.stringify({ ...inspection, context: { omitted: `context ${OMITTED_HINT}` }, omitted: ['context'] }),
           (failure) => this.options.logger.error({ subject: msg.subject, err: failure.message }, 'could not send an inspection'),
         ),
       (failure: Error) => this.respondUnavailable(msg, `inspection failed: ${failure.message}`),

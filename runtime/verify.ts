@@ -26,10 +26,11 @@ export type CrossActorCheck = (states: ReadonlyMap<string, { ref: ActorRef; stat
   readonly failures: { actor?: string; detail: string }[];
 };
 
-export type LiveState =
-  | { readonly seq: number; readonly value: unknown; readonly context: unknown }
-  /** The node left the state out of its inspection (too large for one NATS message) and sent its hash. */
-  | { readonly seq: number; readonly stateHash: string };
+/** A live actor's memory: its seq and the sha256 of its whole persisted state. */
+export interface LiveState {
+  readonly seq: number;
+  readonly stateHash: string;
+}
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -78,6 +79,8 @@ export async function verifyJournals(options: VerifyOptions): Promise<EvidenceRe
     const snapshots = new Map((await journal.snapshots(ref, kind.machineVersion, undefined, 100_000)).map((s) => [s.seq, s]));
     const events = await journal.readEvents(ref, 0);
     const seenIds = new Set<string>();
+    /** The facts the events establish, by key: what the journal's index of facts must hold. */
+    const expectedFacts = new Map<string, number>();
     let state = initialState(kind);
     let replayable = true;
     for (const [index, journaled] of events.entries()) {
@@ -97,10 +100,11 @@ export async function verifyJournals(options: VerifyOptions): Promise<EvidenceRe
         break;
       }
       for (const failure of kind.invariantFailures(state)) fail(failure.invariant, ref, `after event ${journaled.seq}: ${failure.detail}`);
+      for (const fact of kind.eventFacts?.(journaled.event) ?? []) if (!expectedFacts.has(fact)) expectedFacts.set(fact, journaled.seq);
       const snapshot = snapshots.get(journaled.seq);
       if (snapshot) {
         record.snapshots_checked += 1;
-        const replayedHash = stateHash(persistState(state));
+        const replayedHash = stateHash(persistState(kind, state));
         if (snapshot.hash !== replayedHash || stateHash(snapshot.state) !== snapshot.hash) {
           record.snapshot_mismatches += 1;
           fail('snapshots_match_replay', ref, `snapshot at ${journaled.seq} differs from the replay`);
@@ -115,6 +119,10 @@ export async function verifyJournals(options: VerifyOptions): Promise<EvidenceRe
       }
     }
     if (!replayable) continue;
+    if (kind.eventFacts) {
+      checks.add('facts_match_events');
+      for (const problem of compareFacts(expectedFacts, await journal.factsOf(ref), events.length)) fail('facts_match_events', ref, problem);
+    }
     finalStates.set(refKey(ref), { ref, state, seq: events.length });
     if (options.liveState) {
       const problem = await compareLive(options, kind, ref, state, events.length);
@@ -140,6 +148,25 @@ export async function verifyJournals(options: VerifyOptions): Promise<EvidenceRe
   record.checks = [...checks];
   record.confidence_status = record.reconciliation_failures.length === 0 ? 'trusted' : 'suspect';
   return record;
+}
+
+/**
+ * The journal's index of facts against what the replayed events establish: a fact missing
+ * would let a decision take it to be absent (a consumed reservation reserved again), a fact
+ * that no event established would refuse what should pass. Facts past `lastSeq` belong to
+ * events journaled after the replay read (a live node): not judged.
+ */
+function compareFacts(expected: ReadonlyMap<string, number>, indexed: ReadonlyMap<string, number>, lastSeq: number): string[] {
+  const problems: string[] = [];
+  for (const [key, seq] of expected) {
+    const at = indexed.get(key);
+    if (at === undefined) problems.push(`fact ${key} (event ${seq}) is missing from the index`);
+    else if (at !== seq) problems.push(`fact ${key} is indexed at event ${at}, established by event ${seq}`);
+  }
+  for (const [key, seq] of indexed) {
+    if (!expected.has(key) && seq <= lastSeq) problems.push(`fact ${key} at event ${seq} was established by no event`);
+  }
+  return problems;
 }
 
 /**
@@ -194,8 +221,7 @@ async function compareLive(
       return `the journal after event ${replayedSeq} does not replay: ${(error as Error).message}`;
     }
   }
-  const liveHash = 'stateHash' in live ? live.stateHash : stateHash({ value: live.value, context: live.context as Record<string, unknown> });
-  if (liveHash !== stateHash(persistState(state))) {
+  if (live.stateHash !== stateHash(persistState(kind, state))) {
     return `the live actor at seq ${live.seq} holds a state its journal does not replay to`;
   }
   return null;

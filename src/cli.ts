@@ -5,6 +5,7 @@ import { actorKinds } from '../actors/index.js';
 import { ACTOR_ID_PATTERN } from '../actors/schema.js';
 import { refKey, type ActorRef } from '../persistence/journal.js';
 import { loadState } from '../runtime/recovery.js';
+import { persistState } from '../actors/state.js';
 import { verifyJournals } from '../runtime/verify.js';
 import { crossActorChecks } from '../runtime/cross-checks.js';
 import { NoAnswerError, PposClient } from './client.js';
@@ -242,8 +243,9 @@ export function buildProgram(): Command {
         seq: loaded.seq,
         fromSnapshotSeq: loaded.snapshotSeq,
         value: loaded.state.value,
-        state: actorKind.publicState(loaded.state),
-        context: loaded.state.context,
+        state: actorKind.view(loaded.state),
+        // The whole state, as snapshots store it: a journal read, not bounded like a reply.
+        context: persistState(actorKind, loaded.state).context,
       };
       if (options.json) printJson(view);
       else writeOut(`${kind}/${id} right after event ${loaded.seq}\n${keyValues(view.state)}\n`);

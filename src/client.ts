@@ -105,8 +105,10 @@ export class PposClient {
     }
   }
 
-  async inspect(kind: string, id: string, timeoutMs = 5_000): Promise<Record<string, unknown>> {
-    return (await this.request(inspectSubject(kind, id), '', timeoutMs)) as unknown as Record<string, unknown>;
+  /** `request`: a page of a long context (`{page: {reservations: {after, limit}}}`), or the whole state's hash (`{hash: true}`). */
+  async inspect(kind: string, id: string, timeoutMs = 5_000, request?: { page?: Record<string, unknown>; hash?: boolean }): Promise<Record<string, unknown>> {
+    const body = request === undefined ? '' : JSON.stringify(request);
+    return (await this.request(inspectSubject(kind, id), body, timeoutMs)) as unknown as Record<string, unknown>;
   }
 
   /** Scatter-gather across every node; answers collected for `waitMs`. */

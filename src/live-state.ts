@@ -31,14 +31,13 @@ export async function liveNodes(client: PposClient, waitMs = 500): Promise<LiveN
       if (!active.has(refKey(ref))) return null;
       let view: Record<string, unknown>;
       try {
-        view = await client.inspect(ref.kind, ref.id);
+        // The whole state by its hash: an inspection's context is a bounded page of it.
+        view = await client.inspect(ref.kind, ref.id, 5_000, { hash: true });
       } catch {
         return null; // the node went away meanwhile: nothing live to compare
       }
-      if (view.status !== 'active' || typeof view.seq !== 'number') return null;
-      // A state too large for one NATS message comes as its hash: compared all the same.
-      if (Array.isArray(view.omitted)) return typeof view.stateHash === 'string' ? { seq: view.seq, stateHash: view.stateHash } : null;
-      return { seq: view.seq, value: view.value, context: view.context };
+      if (view.status !== 'active' || typeof view.seq !== 'number' || typeof view.stateHash !== 'string') return null;
+      return { seq: view.seq, stateHash: view.stateHash };
     },
   };
 }

@@ -18,6 +18,7 @@ import type { ActorKind } from '../../actors/kind.js';
 import type { ActorRef, Journal, JournaledEvent } from '../../persistence/journal.js';
 import { diffOver, diffStates } from '../../runtime/diff.js';
 import { loadState } from '../../runtime/recovery.js';
+import { persistState } from '../../actors/state.js';
 import { EVENTS_SUBJECT_PREFIX } from '../../runtime/subjects.js';
 import { describeMachine, type StateChart } from '../../runtime/statechart.js';
 import { NoAnswerError, type PposClient } from '../client.js';
@@ -354,8 +355,8 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
         seq: diff.to,
         fromSnapshotSeq: before.snapshotSeq,
         value: state.value,
-        context: state.context,
-        state: kind.publicState(state),
+        context: kind.inspectContext ? kind.inspectContext(state, {}) : persistState(kind, state).context,
+        state: kind.view(state),
         event: diff.events[0] ? eventJson(diff.events[0]) : null,
         changes: diff.changes,
       };

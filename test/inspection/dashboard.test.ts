@@ -7,6 +7,8 @@ import path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { actorKinds } from '../../actors/index.js';
+import { inventory } from '../../actors/inventory.js';
+import type { AnyMachineSnapshot } from 'xstate';
 import { PposClient } from '../../src/client.js';
 import { DEFAULT_ASSETS_DIR } from '../../src/dashboard/server.js';
 import type { PrivateNatsServer } from '../../src/nats-server.js';
@@ -44,6 +46,9 @@ async function send(kind: string, id: string, type: string, payload?: Record<str
   const reply = await client.send(kind, id, type, payload, { timeoutMs: 10_000 });
   if (!reply.ok) throw new Error(`${type} on ${kind}/${id} refused: ${JSON.stringify(reply.error)}`);
 }
+
+/** The context as the page shows it: an inventory's bounded inspection view (a page of reservations). */
+const asShown = (state: AnyMachineSnapshot): unknown => inventory.inspectContext!(state, {});
 
 async function contextShown(): Promise<unknown> {
   return JSON.parse((await page.getByTestId('context').textContent()) ?? 'null');
@@ -142,7 +147,7 @@ describe('ppos dashboard', () => {
     const head = rows.length;
     await page.locator(`[data-testid="actor-row"][data-actor="inventory/${SKU}"]`).click();
     await page.locator(`[data-testid="state-seq"][data-seq="${head}"]`).waitFor();
-    expect(await contextShown()).toEqual(replayPrefixes('inventory', rows)[head]!.context);
+    expect(await contextShown()).toEqual(asShown(replayPrefixes('inventory', rows)[head]!));
     expect(await page.getByTestId('inspect-status').textContent()).toBe('active');
     expect(await page.getByTestId('chart-state-active').getAttribute('data-active')).toBe('true');
     expect(await page.getByTestId('timeline-event').count()).toBe(head);
@@ -156,7 +161,7 @@ describe('ppos dashboard', () => {
     for (const n of [3, 0, 7, 1, rows.length - 1]) {
       await slider.fill(String(n));
       await page.locator(`[data-testid="context"][data-seq="${n}"]`).waitFor();
-      expect({ n, context: await contextShown() }).toEqual({ n, context: expected[n]!.context });
+      expect({ n, context: await contextShown() }).toEqual({ n, context: asShown(expected[n]!) });
       if (n > 0) {
         const current = page.locator('[data-testid="timeline-event"].current');
         expect(await current.getAttribute('data-seq')).toBe(String(n));
@@ -235,7 +240,7 @@ describe('ppos dashboard', () => {
     const tookMs = Date.now() - sentAt;
     process.stderr.write(`dashboard showed the new event ${tookMs} ms after the command was sent\n`);
     const rows = await journalRows(db, 'inventory', SKU);
-    expect(await contextShown()).toEqual(replayPrefixes('inventory', rows)[head + 1]!.context);
+    expect(await contextShown()).toEqual(asShown(replayPrefixes('inventory', rows)[head + 1]!));
     expect(await page.locator(`[data-testid="timeline-event"][data-seq="${head + 1}"]`).textContent()).toContain('Received');
     expect(await page.evaluate(() => (window as unknown as { notReloaded?: boolean }).notReloaded)).toBe(true);
 

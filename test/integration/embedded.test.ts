@@ -99,7 +99,7 @@ describe('the embedded PostgreSQL', () => {
     expect(await client.send('inventory', 'emb-1', 'Get', undefined)).toMatchObject({
       ok: true,
       seq: 2,
-      state: { onHand: 10, reserved: 3, available: 7, reservations: { r1: { qty: 3 } } },
+      state: { onHand: 10, reserved: 3, available: 7, openReservations: 1, reservations: [{ id: 'r1', qty: 3 }] },
     });
     expect(await client.send('inventory', 'emb-1', 'Receive', { qty: 10 }, { messageId: 'emb-m1' })).toEqual({ ...received, duplicate: true });
     expect(await client.send('inventory', 'emb-1', 'Consume', { reservationId: 'r1' }, { messageId: 'emb-m3' })).toMatchObject({

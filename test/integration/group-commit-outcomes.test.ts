@@ -105,7 +105,7 @@ const lax: ActorKind = {
   commands: new Set(Object.keys(laxPayloads)),
   parseCommand: (type, payload) => parseWith('lax', laxPayloads, type, payload),
   decide: (_state, command) => ({ outcome: 'accept', event: { type: 'Noted', text: String(command.payload.text) } }),
-  publicState: (state) => ({ notes: (state.context as { notes: number }).notes }),
+  view: (state) => ({ notes: (state.context as { notes: number }).notes }),
   invariants: [],
   invariantFailures: () => [],
 };

@@ -11,7 +11,7 @@ describe('inventory over NATS', () => {
       duplicate: false,
       seq: 1,
       events: [{ type: 'Received', qty: 10 }],
-      state: { onHand: 10, reserved: 0, available: 10, reservations: {} },
+      state: { onHand: 10, reserved: 0, available: 10, openReservations: 0 },
     });
     const rows = await suite.db.query('SELECT seq, type, data, message_id FROM ppos_events WHERE actor_id = $1', ['sku-1']);
     expect(rows.rows).toEqual([{ seq: 1, type: 'Received', data: { qty: 10 }, message_id: 'm-1' }]);

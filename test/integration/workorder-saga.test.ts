@@ -30,8 +30,8 @@ describe('work order sagas over NATS', () => {
     if (!released.ok) return;
     expect(released.state.status).toBe('released');
     expect(released.events.map((e) => e.type)).toEqual(['ReleaseStarted', 'LineReserved', 'LineReserved']);
-    expect(await inventoryState('steel')).toMatchObject({ onHand: 10, reserved: 4, reservations: { 'wo-1:0': { qty: 4, workOrderId: 'wo-1' } } });
-    expect(await inventoryState('bolts')).toMatchObject({ reserved: 20, reservations: { 'wo-1:1': { qty: 20, workOrderId: 'wo-1' } } });
+    expect(await inventoryState('steel')).toMatchObject({ onHand: 10, reserved: 4, reservations: [{ id: 'wo-1:0', qty: 4, workOrderId: 'wo-1' }] });
+    expect(await inventoryState('bolts')).toMatchObject({ reserved: 20, reservations: [{ id: 'wo-1:1', qty: 20, workOrderId: 'wo-1' }] });
   });
 
   it('answers a repeated Release with the settled first reply', async () => {
@@ -72,7 +72,7 @@ describe('work order sagas over NATS', () => {
     expect((await send('workorder', 'wo-c', 'AdvanceStage', { to: 'three' })).ok).toBe(true);
     const done = await send('workorder', 'wo-c', 'Complete', {});
     expect(done.ok && done.state.status).toBe('completed');
-    expect(await inventoryState('c1')).toMatchObject({ onHand: 7, reserved: 0, reservations: {} });
+    expect(await inventoryState('c1')).toMatchObject({ onHand: 7, reserved: 0, reservations: [] });
   });
 
   it('cancels after release: every reservation is released', async () => {

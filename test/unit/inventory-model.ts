@@ -1,6 +1,7 @@
 // An independent model of the contract's inventory table (section 5), kept in Maps so that no
 // reservation id, however it is spelled, can mean anything but itself. Tests check the
-// machine against it.
+// machine against it. The model remembers every consumed id; the actor does not (its state
+// must not grow with history): it learns of them through facts its Consumed events establish.
 import type { InventoryEvent, Reservation } from '../../actors/inventory.js';
 import { MAX_QTY } from '../../actors/schema.js';
 
@@ -14,11 +15,22 @@ const event = (e: InventoryEvent): Expected => ({ outcome: 'event', event: e });
 const noop: Expected = { outcome: 'noop' };
 const rejected = (reason: string): Expected => ({ outcome: 'rejected', reason });
 
+/**
+ * The key of the fact "reservation `id` was consumed", restated rather than imported: the journal
+ * indexes facts by this key, so it is part of what is stored and must not change unnoticed.
+ */
+export const consumedFactKey = (id: string): string => `consumed:${id}`;
+
 export class InventoryModel {
   onHand = 0;
   readonly reservations = new Map<string, Reservation>();
   /** Consumed ids and the quantity each took out of onHand. */
   readonly consumed = new Map<string, number>();
+
+  /** The facts the model's history has established: one per consumed id. */
+  get facts(): Set<string> {
+    return new Set([...this.consumed.keys()].map(consumedFactKey));
+  }
 
   get reserved(): number {
     let sum = 0;

@@ -1,14 +1,17 @@
 // The inventory actor as a pure function: commands are parsed and decided, events applied,
 // with no services. What the runtime does with a decision is tested over NATS elsewhere.
+// Consumed ids are not in the state: a decision learns of them through facts, which here come
+// from a Set of what the events so far established, as the runtime answers them from the journal.
 import type { AnyMachineSnapshot } from 'xstate';
 import { describe, expect, it } from 'vitest';
-import { inventory, type InventoryContext, type InventoryEvent } from '../../actors/inventory.js';
-import type { DomainEvent } from '../../actors/kind.js';
+import { consumedFact, DEFAULT_PAGE, inventory, MAX_PAGE, type InventoryContext, type InventoryEvent } from '../../actors/inventory.js';
+import { NO_FACTS, type Command, type DomainEvent, type Facts } from '../../actors/kind.js';
+import type { ListedReservation } from '../../actors/open-reservations.js';
 import { MAX_QTY } from '../../actors/schema.js';
 import { applyEvent, EventRefusedError, initialState, persistState, replay, restoreState } from '../../actors/state.js';
 import { snapshotOf, stateHash } from '../../runtime/recovery.js';
 import { Random } from '../../src/random.js';
-import { InventoryModel, outcomeLabel } from './inventory-model.js';
+import { consumedFactKey, InventoryModel, outcomeLabel } from './inventory-model.js';
 
 type Outcome =
   | { kind: 'event'; event: DomainEvent; state: AnyMachineSnapshot }
@@ -16,42 +19,72 @@ type Outcome =
   | { kind: 'rejected'; reason: string; state: AnyMachineSnapshot }
   | { kind: 'invalid'; code: 'BAD_REQUEST' | 'UNKNOWN_COMMAND'; message: string; state: AnyMachineSnapshot };
 
-/** What the actor host does with one command, minus the journal: parse, decide, apply. */
-function step(state: AnyMachineSnapshot, type: string, payload?: unknown): Outcome {
+/** The facts established so far, as the journal's index answers them. */
+const factsOf = (established: ReadonlySet<string>): Facts => ({ has: (key) => established.has(key) });
+
+/** Adds the facts `event` establishes to `established`. */
+function establish(established: Set<string>, event: DomainEvent): void {
+  for (const key of inventory.eventFacts!(event)) established.add(key);
+}
+
+/** What the actor host does with one command, minus the journal: parse, decide (given the facts established), apply. */
+function step(state: AnyMachineSnapshot, type: string, payload?: unknown, established: ReadonlySet<string> = new Set()): Outcome {
   const parsed = inventory.parseCommand(type, payload);
   if (!parsed.ok) return { kind: 'invalid', code: parsed.code, message: parsed.message, state };
-  const decision = inventory.decide(state, parsed.command, 'sku-1');
+  const decision = inventory.decide(state, parsed.command, 'sku-1', `m-${type}`, factsOf(established));
   if (decision.outcome === 'reject') return { kind: 'rejected', reason: decision.reason, state };
   if (decision.event === null) return { kind: 'noop', state };
   return { kind: 'event', event: decision.event, state: applyEvent(inventory, state, decision.event) };
 }
 
-/** Runs commands that must all succeed; returns the final state and the events they produced. */
-function run(commands: [string, Record<string, unknown>][], from = initialState(inventory)): { state: AnyMachineSnapshot; events: DomainEvent[] } {
+/** Runs commands that must all succeed; returns the final state, the events they produced and the facts those established. */
+function run(
+  commands: [string, Record<string, unknown>][],
+  from = initialState(inventory),
+): { state: AnyMachineSnapshot; events: DomainEvent[]; facts: Set<string> } {
   let state = from;
   const events: DomainEvent[] = [];
+  const facts = new Set<string>();
   for (const [type, payload] of commands) {
-    const outcome = step(state, type, payload);
+    const outcome = step(state, type, payload, facts);
     if (outcome.kind === 'rejected' || outcome.kind === 'invalid') throw new Error(`${type} ${JSON.stringify(payload)} failed: ${JSON.stringify(outcome)}`);
-    if (outcome.kind === 'event') events.push(outcome.event);
+    if (outcome.kind === 'event') {
+      events.push(outcome.event);
+      establish(facts, outcome.event);
+    }
     state = outcome.state;
   }
-  return { state, events };
+  return { state, events, facts };
 }
 
 const ctx = (state: AnyMachineSnapshot): InventoryContext => state.context as InventoryContext;
-const view = (state: AnyMachineSnapshot): Record<string, unknown> => inventory.publicState(state);
+/** A parsed command, as the runtime hands it to `view`. */
+function command(type: string, payload?: unknown): Command {
+  const parsed = inventory.parseCommand(type, payload);
+  if (!parsed.ok) throw new Error(parsed.message);
+  return parsed.command;
+}
+/** The summary a command that names no reservation gets in its reply. */
+const view = (state: AnyMachineSnapshot): Record<string, unknown> => inventory.view(state);
+/** What `Get` answers: the summary plus one page of open reservations. */
+const listed = (state: AnyMachineSnapshot, payload: Record<string, unknown> = {}): Record<string, unknown> => inventory.view(state, command('Get', payload));
+/** The ids a page lists, in the order it lists them (a page is an array of `{id, qty, workOrderId?}`). */
+function idsOf(reservations: unknown): string[] {
+  expect(Array.isArray(reservations), 'a page of reservations is an array').toBe(true);
+  return (reservations as readonly ListedReservation[]).map((r) => r.id);
+}
 
 describe('inventory commands', () => {
   it('starts empty', () => {
-    expect(view(initialState(inventory))).toEqual({ onHand: 0, reserved: 0, available: 0, reservations: {} });
+    expect(view(initialState(inventory))).toEqual({ onHand: 0, reserved: 0, available: 0, openReservations: 0 });
+    expect(listed(initialState(inventory))).toEqual({ onHand: 0, reserved: 0, available: 0, openReservations: 0, reservations: [] });
   });
 
   it('Receive adds to onHand', () => {
     const first = step(initialState(inventory), 'Receive', { qty: 10 });
     expect(first.kind === 'event' && first.event).toEqual({ type: 'Received', qty: 10 });
     const second = step(first.state, 'Receive', { qty: 5 });
-    expect(view(second.state)).toEqual({ onHand: 15, reserved: 0, available: 15, reservations: {} });
+    expect(view(second.state)).toEqual({ onHand: 15, reserved: 0, available: 15, openReservations: 0 });
   });
 
   it('Receive beyond the quantity cap is REJECTED/QUANTITY_OVERFLOW and changes nothing', () => {
@@ -71,11 +104,15 @@ describe('inventory commands', () => {
       { type: 'Reserved', reservationId: 'r1', qty: 4 },
       { type: 'Reserved', reservationId: 'wo-1:0', qty: 3, workOrderId: 'wo-1' },
     ]);
-    expect(view(state)).toEqual({
+    expect(listed(state)).toEqual({
       onHand: 10,
       reserved: 7,
       available: 3,
-      reservations: { r1: { qty: 4 }, 'wo-1:0': { qty: 3, workOrderId: 'wo-1' } },
+      openReservations: 2,
+      reservations: [
+        { id: 'r1', qty: 4 },
+        { id: 'wo-1:0', qty: 3, workOrderId: 'wo-1' },
+      ],
     });
   });
 
@@ -107,12 +144,50 @@ describe('inventory commands', () => {
   });
 
   it('Reserve of a consumed reservation id is REJECTED/RESERVATION_CONSUMED', () => {
-    const { state } = run([
+    const { state, facts } = run([
       ['Receive', { qty: 10 }],
       ['Reserve', { reservationId: 'r1', qty: 4 }],
       ['Consume', { reservationId: 'r1' }],
     ]);
-    expect(step(state, 'Reserve', { reservationId: 'r1', qty: 4 })).toMatchObject({ kind: 'rejected', reason: 'RESERVATION_CONSUMED' });
+    expect(facts).toEqual(new Set(['consumed:r1']));
+    expect(step(state, 'Reserve', { reservationId: 'r1', qty: 4 }, facts)).toMatchObject({ kind: 'rejected', reason: 'RESERVATION_CONSUMED', state });
+    // Checked before the stock: a consumed id is refused as consumed even when the stock is short.
+    expect(step(state, 'Reserve', { reservationId: 'r1', qty: 7 }, facts)).toMatchObject({ kind: 'rejected', reason: 'RESERVATION_CONSUMED' });
+  });
+
+  it('the state keeps no consumed ids: a decision learns of a consumption only from the fact', () => {
+    const { state, facts } = run([
+      ['Receive', { qty: 10 }],
+      ['Reserve', { reservationId: 'r1', qty: 4 }],
+      ['Consume', { reservationId: 'r1' }],
+    ]);
+    expect(Object.keys(ctx(state)).sort()).toEqual(['onHand', 'reservations', 'reserved']);
+    expect(JSON.stringify(persistState(inventory, state))).not.toContain('r1');
+    // The decision asks for exactly the fact `consumed:<id>`.
+    const asked: string[] = [];
+    inventory.decide(state, command('Consume', { reservationId: 'r1' }), 'sku-1', 'm-1', { has: (key) => (asked.push(key), facts.has(key)) });
+    expect(asked).toEqual(['consumed:r1']);
+    // Without the fact (a runtime that did not look it up), the id looks never used.
+    expect(inventory.decide(state, command('Consume', { reservationId: 'r1' }), 'sku-1', 'm-2', NO_FACTS)).toMatchObject({ outcome: 'reject', reason: 'UNKNOWN_RESERVATION' });
+    expect(inventory.decide(state, command('Reserve', { reservationId: 'r1', qty: 1 }), 'sku-1', 'm-3', NO_FACTS)).toEqual({
+      outcome: 'accept',
+      event: { type: 'Reserved', reservationId: 'r1', qty: 1 },
+    });
+  });
+
+  it('only a Consumed event establishes a fact, and the fact is `consumed:<reservation id>`', () => {
+    expect(inventory.eventFacts!({ type: 'Consumed', reservationId: 'r1' })).toEqual(['consumed:r1']);
+    expect(inventory.eventFacts!({ type: 'Consumed', reservationId: '__proto__' })).toEqual(['consumed:__proto__']);
+    expect(consumedFact('wo-1:0')).toBe(consumedFactKey('wo-1:0'));
+    for (const event of [
+      { type: 'Received', qty: 1 },
+      { type: 'Reserved', reservationId: 'r1', qty: 1 },
+      { type: 'Reserved', reservationId: 'r1', qty: 1, workOrderId: 'wo-1' },
+      { type: 'Released', reservationId: 'r1' },
+      { type: 'Adjusted', onHand: 3 },
+    ]) {
+      expect(inventory.eventFacts!(event), event.type).toEqual([]);
+    }
   });
 
   it('Release frees the reservation; a released id may be reserved again', () => {
@@ -122,7 +197,7 @@ describe('inventory commands', () => {
       ['Release', { reservationId: 'r1' }],
     ]);
     expect(events[2]).toEqual({ type: 'Released', reservationId: 'r1' });
-    expect(view(state)).toEqual({ onHand: 10, reserved: 0, available: 10, reservations: {} });
+    expect(listed(state)).toEqual({ onHand: 10, reserved: 0, available: 10, openReservations: 0, reservations: [] });
     expect(step(state, 'Reserve', { reservationId: 'r1', qty: 2 }).kind).toBe('event');
   });
 
@@ -137,13 +212,14 @@ describe('inventory commands', () => {
   });
 
   it('Release of a consumed reservation is a no-op success and gives nothing back', () => {
-    const { state } = run([
+    const { state, facts } = run([
       ['Receive', { qty: 10 }],
       ['Reserve', { reservationId: 'r1', qty: 4 }],
       ['Consume', { reservationId: 'r1' }],
     ]);
+    expect(step(state, 'Release', { reservationId: 'r1' }, facts)).toEqual({ kind: 'noop', state });
     expect(step(state, 'Release', { reservationId: 'r1' })).toEqual({ kind: 'noop', state });
-    expect(view(state)).toEqual({ onHand: 6, reserved: 0, available: 6, reservations: {} });
+    expect(listed(state)).toEqual({ onHand: 6, reserved: 0, available: 6, openReservations: 0, reservations: [] });
   });
 
   it('Consume takes the reserved quantity out of onHand and reserved', () => {
@@ -154,16 +230,30 @@ describe('inventory commands', () => {
       ['Consume', { reservationId: 'r1' }],
     ]);
     expect(events[3]).toEqual({ type: 'Consumed', reservationId: 'r1' });
-    expect(view(state)).toEqual({ onHand: 6, reserved: 1, available: 5, reservations: { r2: { qty: 1 } } });
+    expect(listed(state)).toEqual({ onHand: 6, reserved: 1, available: 5, openReservations: 1, reservations: [{ id: 'r2', qty: 1 }] });
   });
 
-  it('a repeated Consume is a no-op success', () => {
-    const { state } = run([
+  it('a repeated Consume is a no-op success (the fact of the first is known)', () => {
+    const { state, facts } = run([
       ['Receive', { qty: 10 }],
       ['Reserve', { reservationId: 'r1', qty: 4 }],
       ['Consume', { reservationId: 'r1' }],
     ]);
-    expect(step(state, 'Consume', { reservationId: 'r1' })).toEqual({ kind: 'noop', state });
+    expect(step(state, 'Consume', { reservationId: 'r1' }, facts)).toEqual({ kind: 'noop', state });
+    expect(step(step(state, 'Consume', { reservationId: 'r1' }, facts).state, 'Consume', { reservationId: 'r1' }, facts)).toEqual({ kind: 'noop', state });
+  });
+
+  it('a repeated Consume is a no-op success only when the fact is known: without it, REJECTED/UNKNOWN_RESERVATION', () => {
+    const { state, facts } = run([
+      ['Receive', { qty: 10 }],
+      ['Reserve', { reservationId: 'r1', qty: 4 }],
+      ['Reserve', { reservationId: 'r2', qty: 1 }],
+      ['Consume', { reservationId: 'r1' }],
+    ]);
+    expect(step(state, 'Consume', { reservationId: 'r1' })).toMatchObject({ kind: 'rejected', reason: 'UNKNOWN_RESERVATION', state });
+    // Another id's fact does not count.
+    expect(step(state, 'Consume', { reservationId: 'r2' }, facts).kind).toBe('event');
+    expect(step(run([['Receive', { qty: 1 }]]).state, 'Consume', { reservationId: 'r2' }, facts)).toMatchObject({ kind: 'rejected', reason: 'UNKNOWN_RESERVATION' });
   });
 
   it('Consume of an unknown or released reservation is REJECTED/UNKNOWN_RESERVATION', () => {
@@ -210,6 +300,117 @@ describe('inventory commands', () => {
     expect(inventory.parseCommand('Get', undefined)).toEqual({ ok: true, command: { type: 'Get', payload: {} } });
     expect(inventory.parseCommand('Get', {})).toMatchObject({ ok: true });
     expect(inventory.parseCommand('Get', { qty: 1 })).toMatchObject({ ok: false, code: 'BAD_REQUEST' });
+  });
+
+  it('Get asks for a page with {reservations: {after?, limit?}}, limit 1 to 1000', () => {
+    const page = { after: '__proto__', limit: MAX_PAGE };
+    expect(inventory.parseCommand('Get', { reservations: page })).toEqual({ ok: true, command: { type: 'Get', payload: { reservations: page } } });
+    expect(inventory.parseCommand('Get', { reservations: {} })).toMatchObject({ ok: true });
+    expect(inventory.parseCommand('Get', { reservations: { limit: 1 } })).toMatchObject({ ok: true });
+    expect(inventory.parseCommand('Get', { reservations: { after: 'r'.repeat(128) } })).toMatchObject({ ok: true });
+    for (const bad of [{ limit: 0 }, { limit: MAX_PAGE + 1 }, { limit: 2.5 }, { limit: '10' }, { after: '' }, { after: 'r 1' }, { after: 'r'.repeat(129) }, { after: 'r1', sort: 'desc' }]) {
+      expect(inventory.parseCommand('Get', { reservations: bad }), JSON.stringify(bad)).toMatchObject({ ok: false, code: 'BAD_REQUEST' });
+    }
+    expect(inventory.parseCommand('Get', { reservations: [] })).toMatchObject({ ok: false, code: 'BAD_REQUEST' });
+  });
+});
+
+describe('inventory view: bounded whatever the history', () => {
+  /** `count` open reservations r0000..; ids in code-unit order are numeric order here. */
+  const holding = (count: number): AnyMachineSnapshot =>
+    run([['Receive', { qty: count }], ...Array.from({ length: count }, (_, i): [string, Record<string, unknown>] => ['Reserve', { reservationId: `r${String(i).padStart(4, '0')}`, qty: 1 }])]).state;
+  const id = (i: number): string => `r${String(i).padStart(4, '0')}`;
+
+  it('a command that names a reservation gets the summary and that reservation (null when it is not open)', () => {
+    const { state, facts } = run([
+      ['Receive', { qty: 10 }],
+      ['Reserve', { reservationId: 'r1', qty: 4, workOrderId: 'wo-1' }],
+      ['Reserve', { reservationId: 'r2', qty: 1 }],
+    ]);
+    const summary = { onHand: 10, reserved: 5, available: 5, openReservations: 2 };
+    expect(inventory.view(state, command('Reserve', { reservationId: 'r1', qty: 4 }))).toEqual({ ...summary, reservation: { qty: 4, workOrderId: 'wo-1' } });
+    expect(inventory.view(state, command('Release', { reservationId: 'r9' }))).toEqual({ ...summary, reservation: null });
+    const consumed = step(state, 'Consume', { reservationId: 'r2' }, facts);
+    expect(inventory.view(consumed.state, command('Consume', { reservationId: 'r2' }))).toEqual({ onHand: 9, reserved: 4, available: 5, openReservations: 1, reservation: null });
+    expect(inventory.view(state, command('Reserve', { reservationId: '__proto__', qty: 1 }))).toEqual({ ...summary, reservation: null });
+  });
+
+  it('a command that names none gets the summary only, with no reservations however many are open', () => {
+    const state = holding(250);
+    const expected = { onHand: 250, reserved: 250, available: 0, openReservations: 250 };
+    expect(view(state)).toEqual(expected);
+    expect(inventory.view(state, command('Receive', { qty: 1 }))).toEqual(expected);
+    expect(inventory.view(state, command('Adjust', { onHand: 300 }))).toEqual(expected);
+  });
+
+  it(`Get answers the first ${DEFAULT_PAGE} by default, then pages on with \`next\`; the last page has no next`, () => {
+    const state = holding(250);
+    const first = listed(state);
+    expect(idsOf(first.reservations)).toEqual(Array.from({ length: DEFAULT_PAGE }, (_, i) => id(i)));
+    expect(first).toMatchObject({ onHand: 250, reserved: 250, available: 0, openReservations: 250, next: id(DEFAULT_PAGE - 1) });
+    const second = listed(state, { reservations: { after: first.next } });
+    expect(idsOf(second.reservations)).toEqual(Array.from({ length: DEFAULT_PAGE }, (_, i) => id(DEFAULT_PAGE + i)));
+    expect(second.next).toBe(id(2 * DEFAULT_PAGE - 1));
+    const last = listed(state, { reservations: { after: second.next } });
+    expect(idsOf(last.reservations)).toEqual(Array.from({ length: 50 }, (_, i) => id(2 * DEFAULT_PAGE + i)));
+    expect(last).not.toHaveProperty('next');
+    expect(listed(state, { reservations: { limit: 250 } })).not.toHaveProperty('next');
+    expect(listed(state, { reservations: { limit: 249 } }).next).toBe(id(248));
+    expect(listed(state, { reservations: { after: id(10), limit: 2 } })).toEqual({
+      onHand: 250,
+      reserved: 250,
+      available: 0,
+      openReservations: 250,
+      reservations: [
+        { id: id(11), qty: 1 },
+        { id: id(12), qty: 1 },
+      ],
+      next: id(12),
+    });
+  });
+
+  it(`Get answers at most ${MAX_PAGE}`, () => {
+    const state = holding(MAX_PAGE + 5);
+    const page = listed(state, { reservations: { limit: MAX_PAGE } });
+    expect(idsOf(page.reservations)).toEqual(Array.from({ length: MAX_PAGE }, (_, i) => id(i)));
+    expect(page.next).toBe(id(MAX_PAGE - 1));
+  });
+
+  it('Get lists "__proto__" and "constructor" as ordinary entries, in id order', () => {
+    const { state } = run([
+      ['Receive', { qty: 10 }],
+      ['Reserve', { reservationId: 'constructor', qty: 3 }],
+      ['Reserve', { reservationId: '__proto__', qty: 2 }],
+    ]);
+    const reservations = listed(state).reservations as readonly ListedReservation[];
+    expect(idsOf(reservations)).toEqual(['__proto__', 'constructor']);
+    for (const entry of reservations) {
+      expect(Object.getPrototypeOf(entry), entry.id).toBe(Object.prototype);
+      expect(Object.keys(entry), entry.id).toEqual(['id', 'qty']);
+    }
+    expect(reservations).toStrictEqual([
+      { id: '__proto__', qty: 2 },
+      { id: 'constructor', qty: 3 },
+    ]);
+    expect(JSON.parse(JSON.stringify(reservations))).toEqual(JSON.parse('[{"id": "__proto__", "qty": 2}, {"id": "constructor", "qty": 3}]'));
+    expect(Object.prototype).not.toHaveProperty('qty');
+  });
+
+  it('inspection shows the scalars and one page, chosen by {reservations: {after, limit}}; a bad page request gets the first page', () => {
+    const state = holding(150);
+    const first = inventory.inspectContext!(state, {});
+    expect(first).toMatchObject({ onHand: 150, reserved: 150, openReservations: 150, next: id(DEFAULT_PAGE - 1) });
+    expect(idsOf(first.reservations)).toEqual(Array.from({ length: DEFAULT_PAGE }, (_, i) => id(i)));
+    expect(inventory.inspectContext!(state, { reservations: { after: id(147), limit: 5 } })).toEqual({
+      onHand: 150,
+      reserved: 150,
+      openReservations: 150,
+      reservations: [
+        { id: id(148), qty: 1 },
+        { id: id(149), qty: 1 },
+      ],
+    });
+    expect(inventory.inspectContext!(state, { reservations: { limit: MAX_PAGE + 1 } })).toEqual(first);
   });
 });
 
@@ -308,7 +509,7 @@ describe('inventory events on replay', () => {
       ['Consume', { reservationId: 'r1' }],
       ['Adjust', { onHand: 20 }],
     ]);
-    expect(persistState(replay(inventory, initialState(inventory), events))).toEqual(persistState(state));
+    expect(persistState(inventory, replay(inventory, initialState(inventory), events))).toEqual(persistState(inventory, state));
   });
 });
 
@@ -339,21 +540,25 @@ describe('inventory under long random command sequences (seeded)', () => {
     const model = new InventoryModel();
     let state = initialState(inventory);
     const events: DomainEvent[] = [];
+    const facts = new Set<string>(); // what the journal's index would hold
     const statesAfter: AnyMachineSnapshot[] = [state]; // statesAfter[n] = state after event n
     const outcomes = new Map<string, number>();
     for (let i = 0; i < length; i += 1) {
       const [type, payload] = randomCommand(random);
-      const outcome = step(state, type, payload);
+      const outcome = step(state, type, payload, facts);
       const label = outcome.kind === 'rejected' ? outcome.reason : outcome.kind === 'invalid' ? outcome.code : outcome.kind;
       outcomes.set(label, (outcomes.get(label) ?? 0) + 1);
       const expected = outcome.kind === 'invalid' ? 'BAD_REQUEST' : outcomeLabel(model.apply(type, payload));
       if (outcome.kind === 'event') {
         events.push(outcome.event);
+        establish(facts, outcome.event);
         statesAfter.push(outcome.state);
       }
       // Checked with plain comparisons (thousands of steps); the first failure is reported in full.
       const c = ctx(outcome.state);
-      const sum = Object.values(c.reservations).reduce((total, r) => total + r.qty, 0);
+      let sum = 0;
+      for (const [, r] of c.reservations.entries()) sum += r.qty;
+      const modelFacts = model.facts;
       const problems = [
         label !== expected && `outcome ${label}, the contract says ${expected}`,
         outcome.kind !== 'event' && outcome.state !== state && 'a command that appends nothing changed the state',
@@ -362,9 +567,13 @@ describe('inventory under long random command sequences (seeded)', () => {
         c.reserved !== sum && `reserved ${c.reserved} != sum of open reservations ${sum}`,
         inventory.invariantFailures(outcome.state).length > 0 && `invariant failures ${JSON.stringify(inventory.invariantFailures(outcome.state))}`,
         c.onHand !== model.onHand && `onHand ${c.onHand}, model ${model.onHand}`,
-        (Object.keys(c.reservations).length !== model.reservations.size ||
-          [...model.reservations].some(([id, r]) => !Object.hasOwn(c.reservations, id) || c.reservations[id]!.qty !== r.qty)) &&
-          `reservations ${JSON.stringify(c.reservations)}, model ${JSON.stringify(Object.fromEntries(model.reservations))}`,
+        c.reservations.total !== sum && `reservations.total ${c.reservations.total} != sum of open reservations ${sum}`,
+        (c.reservations.size !== model.reservations.size ||
+          [...model.reservations].some(([id, r]) => c.reservations.get(id)?.qty !== r.qty || c.reservations.get(id)?.workOrderId !== r.workOrderId)) &&
+          `reservations ${JSON.stringify([...c.reservations.entries()])}, model ${JSON.stringify([...model.reservations])}`,
+        // The facts the events established are exactly the model's consumed ids.
+        (facts.size !== modelFacts.size || [...modelFacts].some((key) => !facts.has(key))) &&
+          `facts ${JSON.stringify([...facts])}, model's consumed ${JSON.stringify([...model.consumed.keys()])}`,
       ].filter(Boolean);
       if (problems.length > 0) expect.fail(`seed ${seed}, step ${i}, ${type} ${JSON.stringify(payload)}: ${problems.join('; ')}`);
       state = outcome.state;
@@ -376,8 +585,10 @@ describe('inventory under long random command sequences (seeded)', () => {
 
     // Replay of the produced events equals the live state, and is deterministic.
     const replayed = replay(inventory, initialState(inventory), events);
-    expect(persistState(replayed)).toEqual(persistState(state));
-    expect(stateHash(persistState(replay(inventory, initialState(inventory), events)))).toBe(stateHash(persistState(state)));
+    expect(persistState(inventory, replayed)).toEqual(persistState(inventory, state));
+    expect(stateHash(persistState(inventory, replay(inventory, initialState(inventory), events)))).toBe(stateHash(persistState(inventory, state)));
+    // Every Consumed event established its fact, and nothing else did.
+    expect(facts).toEqual(new Set(events.filter((e) => e.type === 'Consumed').map((e) => consumedFactKey(String(e.reservationId)))));
 
     // Snapshot at any seq (stored as JSON, as jsonb gives it back) + the tail equals the full replay.
     for (let probe = 0; probe < 20; probe += 1) {
@@ -388,13 +599,13 @@ describe('inventory under long random command sequences (seeded)', () => {
       const stored = JSON.parse(JSON.stringify(snapshot.state)) as typeof snapshot.state;
       expect(stateHash(stored)).toBe(snapshot.hash);
       const resumed = replay(inventory, restoreState(inventory, stored), events.slice(seq));
-      expect(persistState(resumed), `snapshot at ${seq} + tail`).toEqual(persistState(replayed));
+      expect(persistState(inventory, resumed), `snapshot at ${seq} + tail`).toEqual(persistState(inventory, replayed));
     }
   });
 });
 
 describe('snapshots', () => {
-  const sample = (): { state: AnyMachineSnapshot; events: DomainEvent[] } =>
+  const sample = (): { state: AnyMachineSnapshot; events: DomainEvent[]; facts: Set<string> } =>
     run([
       ['Receive', { qty: 50 }],
       ['Reserve', { reservationId: 'a', qty: 5, workOrderId: 'wo-1' }],
@@ -404,24 +615,56 @@ describe('snapshots', () => {
       ['Reserve', { reservationId: 'c', qty: 3 }],
     ]);
 
+  it('persists plain JSON: the scalars and the open reservations as columns in id order, no consumed ids', () => {
+    const persisted = persistState(inventory, sample().state);
+    expect(persisted).toEqual({
+      value: 'active',
+      context: { onHand: 45, reserved: 3, reservations: { ids: ['c'], qty: [3], workOrderId: [null] } },
+    });
+    expect(JSON.parse(JSON.stringify(persisted))).toEqual(persisted);
+    const more = run([
+      ['Receive', { qty: 10 }],
+      ['Reserve', { reservationId: 'b', qty: 2, workOrderId: 'wo-1' }],
+      ['Reserve', { reservationId: 'B', qty: 1 }],
+      ['Reserve', { reservationId: 'a', qty: 3 }],
+    ]).state;
+    expect(persistState(inventory, more).context.reservations).toEqual({ ids: ['B', 'a', 'b'], qty: [1, 3, 2], workOrderId: [null, null, 'wo-1'] });
+  });
+
+  it('a state does not grow with consumed history', () => {
+    let state = run([['Receive', { qty: 1_000_000 }]]).state;
+    const empty = JSON.stringify(persistState(inventory, state).context.reservations);
+    const facts = new Set<string>();
+    for (let i = 0; i < 500; i += 1) {
+      const cycle = run([['Reserve', { reservationId: `r${i}`, qty: 1 }], ['Consume', { reservationId: `r${i}` }]], state);
+      state = cycle.state;
+      for (const key of cycle.facts) facts.add(key);
+    }
+    expect(facts.size).toBe(500);
+    expect(JSON.stringify(persistState(inventory, state).context.reservations)).toBe(empty);
+    expect(view(state)).toEqual({ onHand: 999_500, reserved: 0, available: 999_500, openReservations: 0 });
+    expect(step(state, 'Consume', { reservationId: 'r7' }, facts)).toEqual({ kind: 'noop', state });
+  });
+
   it('hashes the state independently of key order, so a jsonb round trip keeps the hash', () => {
-    const persisted = persistState(sample().state);
+    const persisted = persistState(inventory, sample().state);
+    const columns = persisted.context.reservations as Record<string, unknown>;
     const reordered = {
-      context: Object.fromEntries(Object.entries(persisted.context).reverse()),
+      context: { ...Object.fromEntries(Object.entries(persisted.context).reverse()), reservations: Object.fromEntries(Object.entries(columns).reverse()) },
       value: persisted.value,
     };
     expect(stateHash(reordered)).toBe(stateHash(persisted));
   });
 
   it('a different state has a different hash', () => {
-    const persisted = persistState(sample().state);
+    const persisted = persistState(inventory, sample().state);
     const tampered = { ...persisted, context: { ...persisted.context, onHand: (persisted.context.onHand as number) + 1 } };
     expect(stateHash(tampered)).not.toBe(stateHash(persisted));
   });
 
   it('a restored snapshot keeps deciding like the live state', () => {
-    const { state } = sample();
-    const restored = restoreState(inventory, JSON.parse(JSON.stringify(persistState(state))));
+    const { state, facts } = sample();
+    const restored = restoreState(inventory, JSON.parse(JSON.stringify(persistState(inventory, state))));
     for (const [type, payload] of [
       ['Consume', { reservationId: 'a' }],
       ['Reserve', { reservationId: 'a', qty: 1 }],
@@ -430,10 +673,11 @@ describe('snapshots', () => {
       ['Adjust', { onHand: 2 }],
       ['Consume', { reservationId: 'c' }],
     ] as [string, Record<string, unknown>][]) {
-      const live = step(state, type, payload);
-      const resumed = step(restored, type, payload);
+      const live = step(state, type, payload, facts);
+      const resumed = step(restored, type, payload, facts);
       expect(resumed.kind).toBe(live.kind);
-      expect(persistState(resumed.state)).toEqual(persistState(live.state));
+      expect(resumed.kind === 'rejected' && resumed.reason).toBe(live.kind === 'rejected' && live.reason);
+      expect(persistState(inventory, resumed.state)).toEqual(persistState(inventory, live.state));
     }
   });
 });

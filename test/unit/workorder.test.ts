@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import type { AnyMachineSnapshot } from 'xstate';
 import { describe, expect, it } from 'vitest';
-import { ANSWER_COMMAND, type DomainEvent, type OutboundCommand } from '../../actors/kind.js';
+import { ANSWER_COMMAND, NO_FACTS, type DomainEvent, type OutboundCommand } from '../../actors/kind.js';
 import { applyEvent, EventRefusedError, initialState, persistState, replay, restoreState } from '../../actors/state.js';
 import { workorder, type WorkOrderContext } from '../../actors/workorder.js';
 
@@ -26,7 +26,7 @@ type Outcome =
 function step(state: AnyMachineSnapshot, type: string, payload?: unknown, messageId = `m-${type}`, internal = false): Outcome {
   const parsed = workorder.parseCommand(type, payload, internal);
   if (!parsed.ok) return { kind: 'invalid', code: parsed.code, message: parsed.message, state };
-  const decision = workorder.decide(state, parsed.command, WO, messageId);
+  const decision = workorder.decide(state, parsed.command, WO, messageId, NO_FACTS);
   if (decision.outcome === 'reject') return { kind: 'rejected', reason: decision.reason, message: decision.message, state };
   if (decision.event === null) return { kind: 'noop', state };
   return { kind: 'event', event: decision.event, state: applyEvent(workorder, state, decision.event) };
@@ -45,7 +45,7 @@ function applied(outcome: Outcome): AnyMachineSnapshot {
 }
 
 const ctx = (state: AnyMachineSnapshot): WorkOrderContext => state.context as WorkOrderContext;
-const view = (state: AnyMachineSnapshot): Record<string, unknown> => workorder.publicState(state);
+const view = (state: AnyMachineSnapshot): Record<string, unknown> => workorder.view(state);
 const status = (state: AnyMachineSnapshot): unknown => view(state).status;
 const effects = (state: AnyMachineSnapshot): OutboundCommand[] => workorder.pendingEffects!(state, WO);
 const lineStatuses = (state: AnyMachineSnapshot): string[] => ctx(state).lines.map((l) => l.status);
@@ -133,7 +133,7 @@ describe('workorder Create', () => {
     const create = (id: string) => {
       const parsed = workorder.parseCommand('Create', { bom: [{ sku: 'steel', qty: 1 }], stages: ['x'] });
       if (!parsed.ok) throw new Error(parsed.message);
-      return workorder.decide(none(), parsed.command, id, 'create-long');
+      return workorder.decide(none(), parsed.command, id, 'create-long', NO_FACTS);
     };
     expect(create('w'.repeat(125))).toMatchObject({ outcome: 'reject', reason: 'ID_TOO_LONG' });
     const longest = create('w'.repeat(124));
@@ -296,7 +296,7 @@ describe('workorder Release saga', () => {
 
   it('derives the same effects, message ids included, every time and from a restored snapshot', () => {
     const state = releasing();
-    const restored = restoreState(workorder, JSON.parse(JSON.stringify(persistState(state))));
+    const restored = restoreState(workorder, JSON.parse(JSON.stringify(persistState(workorder, state))));
     expect(effects(state)).toEqual(effects(state));
     expect(effects(restored)).toEqual(effects(state));
     expect(effects(state).map((e) => e.messageId)).toEqual(['ppos:wo:wo-1:release1:reserve:0', 'ppos:wo:wo-1:release1:reserve:1', 'ppos:wo:wo-1:release1:reserve:2']);
@@ -595,7 +595,7 @@ describe('workorder Complete saga', () => {
         tag: { step: 'consume', line: index, attempt: 1 },
       })),
     );
-    expect(effects(state)).toEqual(effects(restoreState(workorder, JSON.parse(JSON.stringify(persistState(state))))));
+    expect(effects(state)).toEqual(effects(restoreState(workorder, JSON.parse(JSON.stringify(persistState(workorder, state))))));
 
     const [first, second, third] = effects(state);
     const one = answer(state, first!, true);
@@ -813,7 +813,7 @@ describe('workorder: every state against every client command', () => {
 
   it.each(Object.keys(states))('in %s, each client command gets what the table says', (name) => {
     const state = states[name]!();
-    const persisted = JSON.stringify(persistState(state));
+    const persisted = JSON.stringify(persistState(workorder, state));
     const got = commands.map(([type, payload]) => {
       const outcome = step(state, type, payload);
       if (outcome.kind === 'rejected') {
@@ -827,7 +827,7 @@ describe('workorder: every state against every client command', () => {
     });
     expect(got).toEqual(expected[name]);
     // Deciding is pure: six decisions later, the state they were made on is untouched.
-    expect(JSON.stringify(persistState(state))).toBe(persisted);
+    expect(JSON.stringify(persistState(workorder, state))).toBe(persisted);
   });
 
   it('these tests reach every refusal decide() has', () => {
@@ -915,7 +915,7 @@ describe('workorder invariants and replay', () => {
       'LineConsumed',
       'LineConsumed',
     ]);
-    expect(persistState(replay(workorder, initialState(workorder), events))).toEqual(persistState(state));
+    expect(persistState(workorder, replay(workorder, initialState(workorder), events))).toEqual(persistState(workorder, state));
   });
 
   it.each<[string, () => AnyMachineSnapshot, DomainEvent]>([
