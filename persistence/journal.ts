@@ -133,6 +133,8 @@ export interface Journal {
   appendUnit(unit: AppendUnit): Promise<UnitResult>;
   /** Events with afterSeq < seq <= toSeq (toSeq defaults to the last), in seq order. */
   readEvents(ref: ActorRef, afterSeq: number, toSeq?: number): Promise<JournaledEvent[]>;
+  /** The same events with only what replay needs (seq and event): the lean read of activation. */
+  readEventsForReplay(ref: ActorRef, afterSeq: number, toSeq?: number): Promise<{ readonly seq: number; readonly event: DomainEvent }[]>;
   headSeq(ref: ActorRef): Promise<number>;
   /** Snapshots of this machine version at or before `atOrBeforeSeq`, newest first. */
   snapshots(ref: ActorRef, machineVersion: number, atOrBeforeSeq?: number, limit?: number): Promise<StoredSnapshot[]>;

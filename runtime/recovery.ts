@@ -1,7 +1,7 @@
 // Rebuilding an actor's state from the journal: the newest trustworthy snapshot plus the
 // events after it. Used for activation, time travel and verification alike.
 import { createHash } from 'node:crypto';
-import stringify from 'safe-stable-stringify';
+import { canonicalJson } from './canonical-json.js';
 import type { AnyMachineSnapshot } from 'xstate';
 import type { ActorKind } from '../actors/kind.js';
 import { EventRefusedError, initialState, persistState, replay, restoreState, type PersistedState } from '../actors/state.js';
@@ -9,7 +9,7 @@ import type { ActorRef, Journal, StoredSnapshot } from '../persistence/journal.j
 
 export function stateHash(state: PersistedState): string {
   return createHash('sha256')
-    .update(stringify(state) ?? '')
+    .update(canonicalJson(state))
     .digest('hex');
 }
 
@@ -78,7 +78,7 @@ async function loadFrom(
   atSeq: number | undefined,
   rejectedSnapshots: { seq: number; problem: string }[],
 ): Promise<LoadedState> {
-  const events = await journal.readEvents(ref, start.seq, atSeq);
+  const events = await journal.readEventsForReplay(ref, start.seq, atSeq);
   let expected = start.seq + 1;
   for (const journaled of events) {
     if (journaled.seq !== expected) {

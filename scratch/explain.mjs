@@ -1,0 +1,16 @@
+import pg from 'pg';
+const src = await import('/work/main/dist/persistence/pg-journal.js');
+const fs = await import('node:fs');
+const text = fs.readFileSync('/work/main/dist/persistence/pg-journal.js', 'utf8');
+const sql = text.slice(text.indexOf('const APPEND_SQL = `') + 20, text.indexOf('`;', text.indexOf('const APPEND_SQL = `')));
+const db = process.argv[2];
+const c = new pg.Client({ connectionString: `postgres://postgres@127.0.0.1:5432/${db}`, options: '-c plan_cache_mode=force_custom_plan' });
+await c.connect();
+const head = (await c.query("select max(seq) m from ppos_events where actor_id='HOT'")).rows[0].m;
+const lease = (await c.query("select shard, epoch from ppos_shard_leases order by shard")).rows;
+const rows = [{ unit: 0, ord: 0, expected_seq: Number(head), kind: 'inventory', actor_id: 'HOT', message_id: 'explain-' + Date.now(), fingerprint: 'f', reply: { ok: true }, seq: Number(head) + 1, event_type: 'Reserved', event_data: { reservationId: 'zz-new', qty: 1 }, correlation_id: null, causation_id: null, machine_version: 2, epoch: 0, shard: 0, recorded_at: new Date().toISOString(), id_time: null, settle_message_id: null, settle_reply: null, facts_absent: ['consumed:zz-new'], facts: [] }];
+await c.query('BEGIN');
+const r = await c.query('EXPLAIN (ANALYZE, BUFFERS) ' + sql, [JSON.stringify(rows)]);
+console.log(r.rows.map(x => x['QUERY PLAN']).join('\n'));
+await c.query('ROLLBACK');
+await c.end();

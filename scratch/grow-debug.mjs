@@ -1,0 +1,22 @@
+import { PposClient } from '/work/main/dist/src/client.js';
+import { NodeProcess } from '/work/main/dist/src/spawn.js';
+import { PrivateNatsServer } from '/work/main/dist/src/nats-server.js';
+import pg from 'pg';
+const admin = new pg.Client({ connectionString: 'postgres://postgres@127.0.0.1:5432/postgres' }); await admin.connect();
+const name = 'ppos_dbg_' + Date.now(); await admin.query(`CREATE DATABASE ${name}`); await admin.end();
+const nats = await PrivateNatsServer.start();
+const logs = [];
+const node = new NodeProcess({ nats: nats.url, databaseUrl: `postgres://postgres@127.0.0.1:5432/${name}`, nodeId: 'dbg', env: { PPOS_LOG_LEVEL: 'info' }, onLog: (l) => logs.push(l) });
+await node.ready;
+const client = await PposClient.connect(nats.url);
+await client.send('inventory', 'HOT', 'Receive', { qty: 1e9 });
+let ok = 0, bad = {};
+const t0 = Date.now();
+async function slot(k) { for (let i = 0; i < 400; i++) { const id = `s${k}-${i}`; const r = await client.send('inventory', 'HOT', 'Reserve', { reservationId: id, qty: 1 }, { timeoutMs: 10000 }).catch(e => ({ ok: false, error: { code: e.message } })); if (r.ok) ok++; else bad[r.error.code] = (bad[r.error.code] ?? 0) + 1; const c = await client.send('inventory', 'HOT', 'Consume', { reservationId: id }, { timeoutMs: 10000 }).catch(e => ({ ok: false, error: { code: e.message } })); if (c.ok) ok++; else bad[c.error.code] = (bad[c.error.code] ?? 0) + 1; } }
+const timer = setInterval(() => console.log('progress', ok, JSON.stringify(bad), ((Date.now()-t0)/1000).toFixed(0)), 5000);
+await Promise.all(Array.from({ length: 64 }, (_, k) => slot(k)));
+clearInterval(timer);
+console.log('done', ok, bad, (Date.now() - t0) / 1000);
+console.log(logs.filter(l => !l.includes('"level":30')).slice(-10).join('\n'));
+await client.close(); await node.stop(); await nats.stop();
+const d = new pg.Client({ connectionString: 'postgres://postgres@127.0.0.1:5432/postgres' }); await d.connect(); await d.query(`DROP DATABASE ${name} WITH (FORCE)`); await d.end();
