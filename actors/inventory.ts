@@ -196,10 +196,39 @@ function invariantFailures(state: AnyMachineSnapshot): InvariantFailure[] {
   return failures;
 }
 
+/**
+ * The open reservations as a snapshot stores them: the three columns packed into one string
+ * each (ids and work order ids one per line, quantities comma-separated; neither kind of id
+ * can hold a newline or a comma). PostgreSQL turns a jsonb of a few long strings into text
+ * four to six times faster than one of 100k array elements, and that conversion was most of
+ * the time a large actor took to activate. Readable with SQL all the same:
+ * `string_to_array(state->'context'->'reservations'->>'ids', E'\n')`.
+ */
+interface PackedReservations {
+  readonly ids: string;
+  readonly qty: string;
+  readonly workOrderId: string;
+}
+
 interface PersistedInventory {
   readonly onHand: number;
   readonly reserved: number;
-  readonly reservations: PersistedReservations;
+  readonly reservations: PackedReservations;
+}
+
+const pack = (columns: PersistedReservations): PackedReservations => ({
+  ids: columns.ids.join('\n'),
+  qty: columns.qty.join(','),
+  workOrderId: columns.workOrderId.map((wo) => wo ?? '').join('\n'),
+});
+
+function unpack(packed: PackedReservations): PersistedReservations {
+  if (packed.ids === '') return { ids: [], qty: [], workOrderId: [] };
+  return {
+    ids: packed.ids.split('\n'),
+    qty: packed.qty.split(',').map(Number),
+    workOrderId: packed.workOrderId.split('\n').map((wo) => (wo === '' ? null : wo)),
+  };
 }
 
 export const inventory: ActorKind = {
@@ -217,12 +246,12 @@ export const inventory: ActorKind = {
   codec: {
     encode: (context) => {
       const c = context as unknown as InventoryContext;
-      const persisted: PersistedInventory = { onHand: c.onHand, reserved: c.reserved, reservations: c.reservations.persist() };
+      const persisted: PersistedInventory = { onHand: c.onHand, reserved: c.reserved, reservations: pack(c.reservations.persist()) };
       return persisted as unknown as Record<string, unknown>;
     },
     decode: (json) => {
       const p = json as unknown as PersistedInventory;
-      const context: InventoryContext = { onHand: p.onHand, reserved: p.reserved, reservations: OpenReservations.restore(p.reservations) };
+      const context: InventoryContext = { onHand: p.onHand, reserved: p.reserved, reservations: OpenReservations.restore(unpack(p.reservations)) };
       return context as unknown as Record<string, unknown>;
     },
   },

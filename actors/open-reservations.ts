@@ -115,8 +115,10 @@ export class OpenReservations {
     let total = 0;
     for (let i = 0; i < ids.length; i += 1) {
       const wo = workOrderId[i];
-      values[i] = wo === null || wo === undefined ? { qty: qty[i]! } : { qty: qty[i]!, workOrderId: wo };
-      total += qty[i]!;
+      const amount = qty[i]!;
+      if (!Number.isSafeInteger(amount) || amount <= 0) throw new Error(`persisted reservation ${ids[i]} holds ${String(amount)}, not a positive whole quantity`);
+      values[i] = wo === null || wo === undefined ? { qty: amount } : { qty: amount, workOrderId: wo };
+      total += amount;
     }
     // bulkLoad refuses keys out of strict ascending order.
     return new OpenReservations(bulkLoad([...ids], values, NODE_SIZE, byId), total);

@@ -46,6 +46,19 @@ function actorRef(kind: string, id: string): ActorRef {
   return { kind, id };
 }
 
+interface PageOptions {
+  readonly after?: string;
+  readonly limit?: string;
+}
+
+/** `--after` / `--limit` as a page request, or undefined when neither is given. */
+function pageRequest(options: PageOptions): { after?: string; limit?: number } | undefined {
+  if (options.after === undefined && options.limit === undefined) return undefined;
+  const limit = seqOption('--limit', options.limit);
+  if (limit !== undefined && (limit < 1 || limit > 1000)) throw new UsageError('--limit must be between 1 and 1000');
+  return { ...(options.after !== undefined ? { after: options.after } : {}), ...(limit !== undefined ? { limit } : {}) };
+}
+
 function seqOption(name: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
   const n = Number(value);
@@ -143,9 +156,13 @@ export function buildProgram(): Command {
 
   withConnection(program.command('get <kind> <id>').description("print the actor's public state"))
     .option('--json', 'one JSON document on stdout')
-    .action(async (kind: string, id: string, options: CommonOptions) => {
+    .option('--after <reservation>', 'inventory: the page of open reservations after this id (the reply\'s `next`)')
+    .option('--limit <n>', 'inventory: open reservations in the page (default 100, at most 1000)')
+    .action(async (kind: string, id: string, options: CommonOptions & PageOptions) => {
       actorRef(kind, id);
-      const reply = await withClient(options, (client) => client.sendWithRetry(kind, id, 'Get', undefined, { deadlineMs: 10_000 }));
+      const page = pageRequest(options);
+      const payload = page ? { reservations: page } : undefined;
+      const reply = await withClient(options, (client) => client.sendWithRetry(kind, id, 'Get', payload, { deadlineMs: 10_000 }));
       if (!reply.ok) {
         printJson(reply);
         process.exitCode = 1;
@@ -157,9 +174,14 @@ export function buildProgram(): Command {
 
   withConnection(program.command('inspect <kind> <id>').description('live view of one actor: status, seq, mailbox, machine state'))
     .option('--json', 'one JSON document on stdout')
-    .action(async (kind: string, id: string, options: CommonOptions) => {
+    .option('--after <reservation>', 'inventory: the page of open reservations after this id')
+    .option('--limit <n>', 'inventory: open reservations in the page (default 100, at most 1000)')
+    .option('--hash', 'also the sha256 of the whole state (what verify compares)')
+    .action(async (kind: string, id: string, options: CommonOptions & PageOptions & { hash?: boolean }) => {
       actorRef(kind, id);
-      const view = await withClient(options, (client) => client.inspect(kind, id));
+      const page = pageRequest(options);
+      const request = { ...(page ? { page: { reservations: page } } : {}), ...(options.hash ? { hash: true } : {}) };
+      const view = await withClient(options, (client) => client.inspect(kind, id, 5_000, request));
       if (options.json) printJson(view);
       else writeOut(`${keyValues(view)}\n`);
       if ((view as { ok?: boolean }).ok === false) process.exitCode = 1;

@@ -250,7 +250,7 @@ describe('reservation ids that name Object.prototype members (reported cases)', 
     expect(Object.getPrototypeOf(page[0])).toBe(Object.prototype);
     expect(Object.keys(page[0]!)).toEqual(['id', 'qty', 'workOrderId']);
     expect(JSON.parse(JSON.stringify(page))).toEqual(JSON.parse('[{"id": "__proto__", "qty": 2, "workOrderId": "wo-1"}]'));
-    expect(persistState(inventory, held).context.reservations).toEqual({ ids: ['__proto__'], qty: [2], workOrderId: ['wo-1'] });
+    expect(persistState(inventory, held).context.reservations).toEqual({ ids: '__proto__', qty: '2', workOrderId: 'wo-1' });
     expect(openReservations(throughJson(held))).toEqual(new Map([['__proto__', { qty: 2, workOrderId: 'wo-1' }]]));
     const released = step(throughJson(held), 'Release', { reservationId: '__proto__' });
     expect(released.expected).toEqual({ outcome: 'event', event: { type: 'Released', reservationId: '__proto__' } });
@@ -262,7 +262,7 @@ describe('reservation ids that name Object.prototype members (reported cases)', 
 
   it('invariantFailures (what `ppos verify` runs) catches reserved disagreeing with reservations named constructor and __proto__', () => {
     const context = JSON.parse(
-      '{"onHand": 10, "reserved": 0, "reservations": {"ids": ["__proto__", "constructor"], "qty": [2, 7], "workOrderId": [null, null]}}',
+      '{"onHand": 10, "reserved": 0, "reservations": {"ids": "__proto__\\nconstructor", "qty": "2,7", "workOrderId": "\\n"}}',
     ) as Record<string, unknown>;
     const state = restoreState(inventory, { value: 'active', context });
     expect(inventory.invariantFailures(state)).toEqual([{ invariant: 'reserved_matches_reservations', detail: 'reserved 0 != sum of open reservations 9' }]);

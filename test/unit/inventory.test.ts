@@ -615,11 +615,11 @@ describe('snapshots', () => {
       ['Reserve', { reservationId: 'c', qty: 3 }],
     ]);
 
-  it('persists plain JSON: the scalars and the open reservations as columns in id order, no consumed ids', () => {
+  it('persists plain JSON: the scalars and the open reservations as packed columns in id order, no consumed ids', () => {
     const persisted = persistState(inventory, sample().state);
     expect(persisted).toEqual({
       value: 'active',
-      context: { onHand: 45, reserved: 3, reservations: { ids: ['c'], qty: [3], workOrderId: [null] } },
+      context: { onHand: 45, reserved: 3, reservations: { ids: 'c', qty: '3', workOrderId: '' } },
     });
     expect(JSON.parse(JSON.stringify(persisted))).toEqual(persisted);
     const more = run([
@@ -628,7 +628,12 @@ describe('snapshots', () => {
       ['Reserve', { reservationId: 'B', qty: 1 }],
       ['Reserve', { reservationId: 'a', qty: 3 }],
     ]).state;
-    expect(persistState(inventory, more).context.reservations).toEqual({ ids: ['B', 'a', 'b'], qty: [1, 3, 2], workOrderId: [null, null, 'wo-1'] });
+    expect(persistState(inventory, more).context.reservations).toEqual({ ids: 'B\na\nb', qty: '1,3,2', workOrderId: '\n\nwo-1' });
+    expect(persistState(inventory, restoreState(inventory, persistState(inventory, more)))).toEqual(persistState(inventory, more));
+    // An empty collection packs to empty strings and back.
+    const none = run([['Receive', { qty: 1 }]]).state;
+    expect(persistState(inventory, none).context.reservations).toEqual({ ids: '', qty: '', workOrderId: '' });
+    expect(restoreState(inventory, persistState(inventory, none)).context.reservations.size).toBe(0);
   });
 
   it('a state does not grow with consumed history', () => {
