@@ -4,6 +4,7 @@ import type { BaselineBResult } from './baseline-b.js';
 import type { ClusterRow } from './cluster.js';
 import type { LoadResult } from './load.js';
 import type { HistoryResult } from './history.js';
+import type { EventualResult } from './eventual.js';
 import type { ActivationRow, CrashResult, MemoryResult } from './recovery.js';
 import type { ThroughputRow } from './throughput.js';
 
@@ -34,6 +35,7 @@ export interface BenchResults {
   readonly memory?: MemoryResult;
   readonly cluster?: ClusterRow[];
   readonly history?: HistoryResult;
+  readonly eventual?: EventualResult;
   readonly notes: string[];
 }
 
@@ -220,6 +222,38 @@ export function renderReport(results: BenchResults): string {
         ],
       ),
     );
+    out.push('');
+  }
+
+  if (results.eventual) {
+    const e = results.eventual;
+    const mean = (rs: readonly LoadResult[]): number => rs.reduce((sum, r) => sum + r.perSecond, 0) / Math.max(1, rs.length);
+    const names = [...new Set(e.rows.flatMap((r) => Object.keys(r.lag)))].sort();
+    out.push('## The eventual side: projections and the journal export');
+    out.push('');
+    out.push(
+      `The ${n0(results.ppos?.[0]?.workload.actors ?? 1000)}-actor workload against a node running the projections (stock, workorders) and the export to JetStream ` +
+        '(the default), and against one started with `--followers none`, alternately (off, on, off, on), each on its own database. ' +
+        'cmd/s is the mean of the two windows. Lag is the age of the oldest committed event a follower has not applied (0 when caught up), ' +
+        'sampled every 100 ms during the measurement windows with followers on; budgets ' +
+        Object.entries(e.budgets).map(([name, budget]) => `${name} ${n0(budget)} ms`).join(', ') +
+        '.',
+    );
+    out.push('');
+    out.push(
+      table(
+        ['outstanding', 'cmd/s off', 'cmd/s on', 'on ÷ off', ...names.map((name) => `${name} lag p50 / p99 / max ms`)],
+        e.rows.map((r) => [
+          String(r.outstanding),
+          n0(mean(r.off)),
+          n0(mean(r.on)),
+          ratio(mean(r.on), mean(r.off)),
+          ...names.map((name) => (r.lag[name] ? `${ms(r.lag[name]!.p50)} / ${ms(r.lag[name]!.p99)} / ${ms(r.lag[name]!.max)}` : '—')),
+        ]),
+      ),
+    );
+    out.push('');
+    out.push(`Windows: off ${e.rows.map((r) => `${r.outstanding}: ${r.off.map((x) => n0(x.perSecond)).join(', ')}`).join('; ')}; on ${e.rows.map((r) => `${r.outstanding}: ${r.on.map((x) => n0(x.perSecond)).join(', ')}`).join('; ')}.`);
     out.push('');
   }
 

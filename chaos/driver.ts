@@ -13,6 +13,7 @@ import { PrivateNatsServer } from '../src/nats-server.js';
 import { Random } from '../src/random.js';
 import { CLI_PATH } from '../src/spawn.js';
 import { checkLedger, checkSagasSettled, type Invariant } from './checks.js';
+import { checkStream, LagSampler, waitForFollowers } from './eventual.js';
 import { FAULT_KINDS, FaultInjector, planFaults, type FaultKind } from './faults.js';
 import { MULTI_NODE_READY, NodeSet } from './nodes.js';
 import { Workload, type WorkloadStats } from './workload.js';
@@ -208,6 +209,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       probe: async () => (await workload.command(probeRef, 'Receive', { qty: 1 }, { duplicates: false, patient: true }))?.ok === true,
       log,
     });
+    const lags = new LagSampler(admin);
+    lags.start();
     const plan = planFaults(options.seed, Math.ceil(runMs / 1_000), options.nodes, TIMEOUT_MS[1], options.nodes > 1 ? leaseMs + 2_000 : 3_500);
     const endAt = Date.now() + runMs;
     const running = workload.run();
@@ -242,10 +245,15 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     const settleDeadline = Date.now() + 120_000;
     while ((await journal.openSagas()).length > 0 && Date.now() < settleDeadline) await sleep(250);
 
-    log('checking: the ledger against the journal, sagas, ppos verify --all');
+    log('waiting for the projections and the export to catch up');
+    const caughtUp = await waitForFollowers(admin, 60_000);
+    lags.stop();
+
+    log('checking: the ledger against the journal, sagas, ppos verify --all (projections included), the stream');
     const ledger = await checkLedger(admin, workload.ledger);
     const sagas = await checkSagasSettled(journal);
     const verified = await cliVerify(databaseUrl, nats.url);
+    const stream = await checkStream(admin, nats.url);
     const exitCodes = await nodes.stopAll();
 
     const faults = Object.fromEntries(FAULT_KINDS.map((k) => [k, injector.done.filter((f) => f.kind === k).length])) as Record<FaultKind, number>;
@@ -265,6 +273,17 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
             ? `ppos verify --all: trusted, ${verified.record.actors} actors, ${verified.record.events_processed} events, ${verified.record.checks.length} checks`
             : `ppos verify --all exited ${verified.code}: ${verifyFailures.slice(0, 5).join('; ')}`,
       },
+      caughtUp,
+      {
+        name: 'projections_equal_journal_fold',
+        ok: verified.record !== null && verified.record.projections_changed === 0 && verified.record.checks.includes('projections_match_journal'),
+        detail:
+          verified.record === null
+            ? 'no evidence record'
+            : `stock and workorders rebuilt from the journal: ${verified.record.projections_changed} row(s) differ from the live read models`,
+      },
+      stream,
+      lags.recoveredAfterEach(injector.done),
       {
         name: 'node_recovery_evidence_trusted',
         ok: suspectEvidence.length === 0 && nodeEvidence.length > 0,

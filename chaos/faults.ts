@@ -17,7 +17,14 @@ export interface PlannedFault {
   readonly node: number;
   /** How long the database refuses, the broker is down, or the node is paused. */
   readonly durationMs: number;
+  /**
+   * Aim at the node that runs this journal follower (a projection or the export) instead,
+   * so the fault lands on its batches: killed, paused, or cut from PostgreSQL mid-batch.
+   */
+  readonly atFollower: string | null;
 }
+
+const FOLLOWERS = ['stock', 'workorders', 'export'] as const;
 
 export interface FaultRecord {
   readonly kind: FaultKind;
@@ -25,6 +32,8 @@ export interface FaultRecord {
   readonly durationMs: number;
   /** From the fault being lifted (or the kill) until a journaled command was acknowledged again. */
   recoveryMs: number | null;
+  /** performance.now() when it was lifted. */
+  liftedAt: number | null;
   detail: string;
 }
 
@@ -54,6 +63,7 @@ export function planFaults(seed: number, count: number, nodes: number, pauseOver
     node: random.int(0, nodes - 1),
     durationMs:
       kind === 'pg_refuse' ? random.int(1_500, 5_000) : kind === 'nats_restart' ? random.int(0, 2_000) : kind === 'sigstop' ? pauseOverMs + random.int(500, pauseExtraMs) : 0,
+    atFollower: kind !== 'nats_restart' && random.chance(0.5) ? random.pick(FOLLOWERS) : null,
   }));
 }
 
@@ -83,9 +93,17 @@ export class FaultInjector {
     }
   }
 
+  /** The node that owns a follower now, if one does. */
+  private async followerOwner(name: string): Promise<ChaosNode | undefined> {
+    const row = await this.options.admin.query<{ owner: string | null }>('SELECT owner FROM ppos_projections WHERE name = $1', [name]).catch(() => null);
+    const owner = row?.rows[0]?.owner;
+    return this.options.nodes.nodes.find((n) => n.id === owner);
+  }
+
   private async inject(fault: PlannedFault): Promise<void> {
-    const node = this.options.nodes.nodes[fault.node]!;
-    const record: FaultRecord = { kind: fault.kind, node: node.id, durationMs: fault.durationMs, recoveryMs: null, detail: '' };
+    const owner = fault.atFollower ? await this.followerOwner(fault.atFollower) : undefined;
+    const node = owner ?? this.options.nodes.nodes[fault.node]!;
+    const record: FaultRecord = { kind: fault.kind, node: node.id, durationMs: fault.durationMs, recoveryMs: null, liftedAt: null, detail: owner ? `runs ${fault.atFollower}` : '' };
     this.done.push(record);
     let lifted: number;
     switch (fault.kind) {
@@ -93,11 +111,11 @@ export class FaultInjector {
         lifted = performance.now();
         await this.options.nodes.crash(node);
         await this.options.nodes.launch(node);
-        record.detail = `restart ${node.starts - 1}`;
+        record.detail = [record.detail, `restart ${node.starts - 1}`].filter(Boolean).join(', ');
         break;
       }
       case 'pg_terminate': {
-        record.detail = await this.terminateBackends(node);
+        record.detail = [record.detail, await this.terminateBackends(node)].filter(Boolean).join(', ');
         lifted = performance.now();
         break;
       }
@@ -121,6 +139,7 @@ export class FaultInjector {
         break;
       }
     }
+    record.liftedAt = lifted;
     this.options.log(`fault ${this.done.length}: ${fault.kind} on ${node.id}${fault.durationMs ? ` for ${fault.durationMs} ms` : ''}${record.detail ? ` (${record.detail})` : ''}`);
     if (await this.options.probe()) record.recoveryMs = Math.round(performance.now() - lifted);
   }

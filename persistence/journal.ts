@@ -27,6 +27,8 @@ export interface DedupeRecord {
   readonly reply: StoredReply;
   /** The actor's seq right after this message was handled. */
   readonly seq: number;
+  /** The commit token of the event its reply answered with (a reply that appended), as the first reply carried it. */
+  readonly token?: string;
 }
 
 export interface JournaledEvent {
@@ -82,7 +84,11 @@ export interface AppendUnit extends AppendTarget {
 }
 
 export type AppendResult =
-  | { readonly status: 'committed' }
+  /**
+   * `tokens`: by message id, where each appended event stands in the journal's read order (the
+   * commit token of its command's reply).
+   */
+  | { readonly status: 'committed'; readonly tokens?: ReadonlyMap<string, string> }
   /** The message id was recorded before: nothing was written. */
   | { readonly status: 'duplicate'; readonly record: DedupeRecord }
   /** Another writer appended at expectedSeq + 1: nothing was written; reload before deciding again. */

@@ -135,6 +135,61 @@ const MIGRATIONS: readonly Migration[] = [
       ON CONFLICT DO NOTHING;
     `,
   },
+  {
+    version: 6,
+    name: 'read order of committed events, projections',
+    sql: `
+      -- The transaction that wrote each event. Positions are taken at insert while several
+      -- commits are in flight, so they commit out of order: a reader that follows positions
+      -- alone can pass a row that commits later. Read in (tx, position) order below the oldest
+      -- transaction still running (pg_snapshot_xmin), no committed row is ever skipped.
+      ALTER TABLE ppos_events ADD COLUMN tx xid8 NOT NULL DEFAULT pg_current_xact_id();
+      CREATE INDEX ppos_events_read_order ON ppos_events (tx, position);
+
+      -- One row per projection (and the journal export): its checkpoint, moved in the same
+      -- transaction as what it applied, and its owner, fenced by an epoch like a shard.
+      CREATE TABLE ppos_projections (
+        name              text        PRIMARY KEY,
+        tx                xid8        NOT NULL DEFAULT '0',
+        position          bigint      NOT NULL DEFAULT 0,
+        applied_events    bigint      NOT NULL DEFAULT 0,
+        owner             text,
+        owner_incarnation text,
+        epoch             bigint      NOT NULL DEFAULT 0,
+        expires_at        timestamptz NOT NULL DEFAULT now(),
+        rebuilding        boolean     NOT NULL DEFAULT false,
+        -- The lag the nodes are configured to tolerate, for tools to show against the lag.
+        budget_ms         integer     NOT NULL DEFAULT 2000,
+        updated_at        timestamptz NOT NULL DEFAULT now()
+      );
+
+      -- The built-in projections' read models (CONTRACT.md section 8).
+      CREATE TABLE ppos_proj_stock (
+        id                text        PRIMARY KEY,
+        on_hand           bigint      NOT NULL,
+        reserved          bigint      NOT NULL,
+        available         bigint      NOT NULL,
+        open_reservations integer     NOT NULL,
+        updated_at        timestamptz NOT NULL
+      );
+      CREATE INDEX ppos_proj_stock_available ON ppos_proj_stock (available, id);
+      CREATE TABLE ppos_proj_stock_reservations (
+        id             text   NOT NULL,
+        reservation_id text   NOT NULL,
+        qty            bigint NOT NULL,
+        PRIMARY KEY (id, reservation_id)
+      );
+      CREATE TABLE ppos_proj_workorders (
+        id         text        PRIMARY KEY,
+        status     text        NOT NULL,
+        stage      text,
+        lines      jsonb       NOT NULL,
+        state      jsonb       NOT NULL,
+        updated_at timestamptz NOT NULL
+      );
+      CREATE INDEX ppos_proj_workorders_status ON ppos_proj_workorders (status, id);
+    `,
+  },
 ];
 
 /** An arbitrary constant naming ppos's migration lock among the database's advisory locks. */

@@ -19,6 +19,14 @@ import {
   type StoredSnapshot,
 } from './journal.js';
 
+/**
+ * The event a recorded reply answered with (a successful reply that listed events: its last one,
+ * at the reply's seq), joined as `e` to a dedupe row `d`: its place in the read order is the
+ * commit token a repeat of the command carries, the same as the first reply's.
+ */
+const REPLY_EVENT_JOIN = `LEFT JOIN ppos_events e ON e.kind = d.kind AND e.actor_id = d.actor_id
+    AND e.seq = (d.reply->>'seq')::bigint AND (d.reply->>'ok') = 'true' AND json_array_length(coalesce(d.reply->'events', '[]'::json)) > 0`;
+
 const APPEND_SQL = `
 WITH input AS (
   SELECT * FROM json_to_recordset($1::json) AS t(
@@ -39,8 +47,10 @@ WITH input AS (
 ), seen AS (
   -- A unit is all or nothing: one of its message ids recorded before means none of it applies.
   -- The record comes back with the outcome, so a repeat is answered without a second read.
-  SELECT i.unit, i.message_id, d.fingerprint, d.reply, d.seq FROM input i
+  -- With the place of the event its reply answered with, for the repeat's commit token.
+  SELECT i.unit, i.message_id, d.fingerprint, d.reply, d.seq, e.tx::text AS tx, e.position FROM input i
   JOIN ppos_dedupe d ON d.kind = i.kind AND d.actor_id = i.actor_id AND d.message_id = i.message_id
+  ${REPLY_EVENT_JOIN}
 ), expired AS (
   -- Dedupe retention pruned every record whose id's time is below this horizon: a message id
   -- from before it, not found, may be a repeat whose record is gone. Refused, never decided again.
@@ -80,7 +90,7 @@ WITH input AS (
   FROM allowed i JOIN recorded r USING (kind, actor_id, message_id)
   WHERE i.event_type IS NOT NULL
   ORDER BY i.unit, i.ord
-  RETURNING 1
+  RETURNING kind, actor_id, message_id, position
 ), established AS (
   INSERT INTO ppos_event_facts (kind, actor_id, key, seq)
   SELECT i.kind, i.actor_id, f.key, i.seq FROM allowed i JOIN recorded r USING (kind, actor_id, message_id)
@@ -96,14 +106,18 @@ WITH input AS (
     AND d.kind = i.kind AND d.actor_id = i.actor_id AND d.message_id = i.settle_message_id
   RETURNING 1
 )
-SELECT unit, 'fenced' AS outcome, NULL AS message_id, NULL AS fingerprint, NULL::json AS reply, NULL::bigint AS seq FROM fenced
-UNION ALL SELECT unit, 'seen', message_id, fingerprint, reply, seq FROM seen WHERE unit NOT IN (SELECT unit FROM fenced)
-UNION ALL SELECT unit, 'expired', NULL, NULL, NULL, NULL FROM expired WHERE unit NOT IN (SELECT unit FROM fenced)
-UNION ALL SELECT unit, 'stale', NULL, NULL, NULL, NULL FROM stale
+SELECT unit, 'fenced' AS outcome, NULL AS message_id, NULL AS fingerprint, NULL::json AS reply, NULL::bigint AS seq, NULL AS tx, NULL::bigint AS position FROM fenced
+UNION ALL SELECT unit, 'seen', message_id, fingerprint, reply, seq, tx, position FROM seen WHERE unit NOT IN (SELECT unit FROM fenced)
+UNION ALL SELECT unit, 'expired', NULL, NULL, NULL, NULL, NULL, NULL FROM expired WHERE unit NOT IN (SELECT unit FROM fenced)
+UNION ALL SELECT unit, 'stale', NULL, NULL, NULL, NULL, NULL, NULL FROM stale
   WHERE unit NOT IN (SELECT unit FROM fenced) AND unit NOT IN (SELECT unit FROM seen) AND unit NOT IN (SELECT unit FROM expired)
-UNION ALL SELECT unit, 'facts', NULL, NULL, NULL, NULL FROM contradicted
+UNION ALL SELECT unit, 'facts', NULL, NULL, NULL, NULL, NULL, NULL FROM contradicted
   WHERE unit NOT IN (SELECT unit FROM fenced) AND unit NOT IN (SELECT unit FROM seen) AND unit NOT IN (SELECT unit FROM expired)
-    AND unit NOT IN (SELECT unit FROM stale)`;
+    AND unit NOT IN (SELECT unit FROM stale)
+-- Where each appended event stands in the journal's read order (transaction id, position):
+-- the commit token its command's reply carries, which a query can wait for (read-your-writes).
+UNION ALL SELECT i.unit, 'event', a.message_id, NULL, NULL, NULL, pg_current_xact_id()::text, a.position
+  FROM appended a JOIN allowed i USING (kind, actor_id, message_id)`;
 
 const EVENT_COLUMNS = 'seq, type, data, message_id, correlation_id, causation_id, machine_version, epoch, recorded_at';
 
@@ -206,30 +220,54 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
 
 interface AppendOutcomeRow {
   readonly unit: number;
-  readonly outcome: 'fenced' | 'seen' | 'expired' | 'stale' | 'facts';
+  readonly outcome: 'fenced' | 'seen' | 'expired' | 'stale' | 'facts' | 'event';
   readonly message_id: string | null;
   readonly fingerprint: string | null;
   readonly reply: StoredReply | null;
   readonly seq: number | null;
+  /** Of an appended event, or of the event a recorded reply answered with. */
+  readonly tx: string | null;
+  readonly position: number | null;
 }
 
-/** The statement returns only what did not commit: each unit's result, from those rows. */
+const tokenOf = (row: { tx: string | null; position: number | string | null }): string | undefined =>
+  row.tx === null || row.position === null ? undefined : commitToken(row.tx, Number(row.position));
+
+/** The statement returns what did not commit, and where what did stands: each unit's result. */
 function outcomesOf(batch: readonly AppendUnit[], rows: readonly AppendOutcomeRow[]): UnitResult[] {
-  const results: UnitResult[] = batch.map(() => ({ status: 'committed' }));
+  const tokens = new Map<number, Map<string, string>>();
+  for (const row of rows) {
+    if (row.outcome !== 'event') continue;
+    const ofUnit = tokens.get(row.unit) ?? new Map<string, string>();
+    ofUnit.set(row.message_id!, tokenOf(row)!);
+    tokens.set(row.unit, ofUnit);
+  }
+  const results: UnitResult[] = batch.map((_, unit) => ({ status: 'committed', tokens: tokens.get(unit) ?? new Map() }));
   const repeats = new Map<number, DedupeRecord[]>();
   for (const row of rows) {
+    if (row.outcome === 'event') continue;
     if (row.outcome === 'fenced') results[row.unit] = { status: 'fenced' };
     else if (row.outcome === 'expired') results[row.unit] = { status: 'expired-id' };
     else if (row.outcome === 'stale') results[row.unit] = { status: 'conflict' };
     else if (row.outcome === 'facts') results[row.unit] = { status: 'facts' };
     else {
       const records = repeats.get(row.unit) ?? [];
-      records.push({ messageId: row.message_id!, fingerprint: row.fingerprint!, reply: row.reply!, seq: row.seq! });
+      const token = tokenOf(row);
+      records.push({ messageId: row.message_id!, fingerprint: row.fingerprint!, reply: row.reply!, seq: row.seq!, ...(token ? { token } : {}) });
       repeats.set(row.unit, records);
     }
   }
   for (const [unit, records] of repeats) results[unit] = { status: 'duplicate', records };
   return results;
+}
+
+/** Opaque to clients: the commit's transaction id and its last event's position. */
+export const commitToken = (tx: string, position: number): string => Buffer.from(`${tx}.${position}`).toString('base64url');
+
+/** A commit token → its place in the journal's read order, or null when it is not one. */
+export function parseCommitToken(token: string): { tx: bigint; position: number } | null {
+  const match = /^(\d{1,20})\.(\d{1,18})$/.exec(Buffer.from(token, 'base64url').toString('utf8'));
+  return match ? { tx: BigInt(match[1]!), position: Number(match[2]) } : null;
 }
 
 export class PgJournal implements Journal {
@@ -346,10 +384,21 @@ export class PgJournal implements Journal {
           [firsts.map((f) => f.kind), firsts.map((f) => f.actor_id), firsts.map((f) => f.message_id)],
         );
         const records = new Map(found.rows.map((row) => [Number(row.ord) - 1, row as { fingerprint: string; seq: number }]));
+        // The committed units' events: their places in the read order are their replies' tokens.
+        const appended = units.flatMap((unit, index) => {
+          const record = records.get(index);
+          return record && record.fingerprint === firsts[index]!.fingerprint ? unitRows(unit, 0).filter((row) => row.event_type !== null) : [];
+        });
+        const placed = await this.query(
+          `SELECT e.message_id, e.tx::text AS tx, e.position FROM unnest($1::text[], $2::text[], $3::text[]) AS r(kind, actor_id, message_id)
+           JOIN ppos_events e ON e.kind = r.kind AND e.actor_id = r.actor_id AND e.message_id = r.message_id`,
+          [appended.map((a) => a.kind), appended.map((a) => a.actor_id), appended.map((a) => a.message_id)],
+        );
+        const tokens = new Map(placed.rows.map((row) => [row.message_id as string, tokenOf(row as { tx: string; position: number })!]));
         return firsts.map((first, index): UnitResult | Error => {
           const record = records.get(index);
           if (!record) return new JournalUnavailableError(`${lost}; it did not commit`, false, { cause: unknown.failure });
-          if (record.fingerprint === first.fingerprint && record.seq === first.seq) return { status: 'committed' };
+          if (record.fingerprint === first.fingerprint && record.seq === first.seq) return { status: 'committed', tokens };
           return new JournalUnavailableError(`${lost}; the message id was recorded by another write`, true, { cause: unknown.failure });
         });
       } catch {
@@ -466,13 +515,15 @@ export class PgJournal implements Journal {
   }
 
   async findDedupe(ref: ActorRef, messageId: string): Promise<DedupeRecord | null> {
-    const result = await this.query('SELECT fingerprint, reply, seq FROM ppos_dedupe WHERE kind = $1 AND actor_id = $2 AND message_id = $3', [
-      ref.kind,
-      ref.id,
-      messageId,
-    ]);
+    const result = await this.query(
+      `SELECT d.fingerprint, d.reply, d.seq, e.tx::text AS tx, e.position FROM ppos_dedupe d ${REPLY_EVENT_JOIN}
+       WHERE d.kind = $1 AND d.actor_id = $2 AND d.message_id = $3`,
+      [ref.kind, ref.id, messageId],
+    );
     const row = result.rows[0];
-    return row ? { messageId, fingerprint: row.fingerprint, reply: row.reply as StoredReply, seq: row.seq } : null;
+    if (!row) return null;
+    const token = tokenOf(row as { tx: string | null; position: number | null });
+    return { messageId, fingerprint: row.fingerprint, reply: row.reply as StoredReply, seq: row.seq, ...(token ? { token } : {}) };
   }
 
   async presentFacts(ref: ActorRef, keys: readonly string[]): Promise<string[]> {

@@ -352,7 +352,7 @@ export class ActorHost {
       return decided.map(() => errorReply('UNAVAILABLE', `${error.message}; nothing was applied, retry with the same id`));
     }
     this.options.metrics?.appendLatency(performance.now() - appendStarted);
-    if (result.status === 'committed') return this.applyCommitted(decided);
+    if (result.status === 'committed') return this.applyCommitted(decided, result.tokens ?? new Map());
     if (result.status === 'fenced') {
       // Ownership moved under us: this memory belongs to the past owner's view.
       this.broken = true;
@@ -443,13 +443,15 @@ export class ActorHost {
   }
 
   /** The unit is in the journal: memory moves through each command's result, in order, then the replies. */
-  private applyCommitted(unit: readonly Decided[]): Handled[] {
+  private applyCommitted(unit: readonly Decided[], tokens: ReadonlyMap<string, string>): Handled[] {
     const handled: Handled[] = [];
     for (const d of unit) {
       const messageId = d.incoming.envelope.id;
       this.state = d.next;
       this.seqValue = d.seq;
-      const reply = this.toReply(d.stored, d.next, d.command);
+      // A command that appended carries its event's commit token (CONTRACT.md section 3).
+      const token = d.event ? tokens.get(messageId) : undefined;
+      const reply = this.toReply(d.stored, d.next, d.command, token);
       for (const fact of d.established) this.knownFacts.add(fact);
       if (d.opensSaga && d.stored.pending) {
         handled.push(this.waitForSaga(messageId, d.print, d.print, false));
@@ -457,7 +459,8 @@ export class ActorHost {
         this.recent.remember(messageId, { fingerprint: d.print, reply });
         handled.push(reply);
       }
-      if (d.settles) this.finishSaga(d.settles.messageId, d.settles.reply, d.next);
+      // The settled reply ends with this event: its token is this event's.
+      if (d.settles) this.finishSaga(d.settles.messageId, d.settles.reply, d.next, tokens.get(messageId));
       this.options.onCommitted?.(this, {
         messageId,
         event: d.event,
@@ -501,8 +504,8 @@ export class ActorHost {
     }
   }
 
-  private finishSaga(messageId: string, stored: StoredReply, state: AnyMachineSnapshot): void {
-    const reply = this.toReply(stored, state);
+  private finishSaga(messageId: string, stored: StoredReply, state: AnyMachineSnapshot, token: string | undefined): void {
+    const reply = this.toReply(stored, state, undefined, token);
     const open = this.openSagas.get(messageId);
     this.openSagas.delete(messageId);
     if (!open) return;
@@ -538,12 +541,12 @@ export class ActorHost {
     // A settled saga's reply is at its settling event; the record's own seq stays at its start.
     const answeredAt = record.reply.seq ?? record.seq;
     if (!record.reply.ok || answeredAt === this.seqValue) {
-      reply = this.toReply(record.reply, this.state, command);
+      reply = this.toReply(record.reply, this.state, command, record.token);
     } else {
       // The first reply carried the state as it was right after it; rebuild exactly that.
       try {
         const then = await loadState(this.options.journal, this.kind, this.ref, answeredAt);
-        reply = { ok: true, duplicate: false, seq: answeredAt, events: record.reply.events ?? [], state: this.kind.view(then.state, command) };
+        reply = this.okReply(answeredAt, record.reply.events ?? [], then.state, command, record.token);
       } catch (error) {
         // A repeat of a command that was applied: "not applied" would be false, so no answer now.
         this.options.logger.warn({ actor: refKey(this.ref), messageId, err: (error as Error).message }, 'could not rebuild a recorded reply; not answered');
@@ -564,13 +567,15 @@ export class ActorHost {
   }
 
   /** A recorded reply as sent: `state` is the actor's as it was right after the command (`about`). */
-  private toReply(stored: StoredReply, state: AnyMachineSnapshot, about?: Command): Reply {
+  /** `token`: the commit token of the reply's last event, for a reply that lists events. */
+  private toReply(stored: StoredReply, state: AnyMachineSnapshot, about?: Command, token?: string): Reply {
     if (!stored.ok) return { ok: false, duplicate: false, error: stored.error as never };
-    return this.okReply(stored.seq ?? this.seqValue, stored.events ?? [], state, about);
+    return this.okReply(stored.seq ?? this.seqValue, stored.events ?? [], state, about, token);
   }
 
-  private okReply(seq: number, events: readonly DomainEvent[], state: AnyMachineSnapshot, about?: Command): Reply {
-    return { ok: true, duplicate: false, seq, events, state: this.kind.view(state, about) };
+  private okReply(seq: number, events: readonly DomainEvent[], state: AnyMachineSnapshot, about?: Command, token?: string): Reply {
+    const withToken = token !== undefined && events.length > 0 ? { token } : {};
+    return { ok: true, duplicate: false, seq, events, state: this.kind.view(state, about), ...withToken };
   }
 
   /** Saves a snapshot of the committed state now (e.g. before a handoff), unless one is current. */

@@ -26,6 +26,8 @@ export type Reply =
       readonly seq: number;
       readonly events: readonly DomainEvent[];
       readonly state: Record<string, unknown>;
+      /** Where the commit stands in the journal's read order: a query can wait for it (read-your-writes). */
+      readonly token?: string;
     }
   | { readonly ok: false; readonly duplicate: boolean; readonly error: ReplyError };
 

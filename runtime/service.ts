@@ -25,9 +25,10 @@ import { Limiter } from './limiter.js';
 import { ActorListing, parseListingRequest } from './listing.js';
 import type { Ownership } from './ownership.js';
 import type { ActorRegistry } from './registry.js';
+import type { QueryService } from './query-service.js';
 import type { SagaAlarm } from './saga-runner.js';
 import type { NodeStats } from './stats.js';
-import { INSPECT_SUBJECT_PREFIX, inspectForwardPrefix, NODES_SUBJECT, nodeActorsSubject, QUEUE_GROUP } from './subjects.js';
+import { INSPECT_SUBJECT_PREFIX, inspectForwardPrefix, NODES_SUBJECT, nodeActorsSubject, QUERY_SUBJECT_PREFIX, QUEUE_GROUP } from './subjects.js';
 
 export const SERVICE_NAME = 'ppos';
 
@@ -50,6 +51,8 @@ export interface NodeServiceOptions {
   readonly maxJournalInspections?: number;
   /** Saga steps of an actor that cannot go on, shown on its inspection. */
   readonly sagaAlarms?: (ref: { kind: string; id: string }) => readonly SagaAlarm[];
+  /** Queries of the projections, on ppos.query.<projection>. */
+  readonly queries?: QueryService;
 }
 
 /** The version in the package.json this module ships in. */
@@ -123,6 +126,26 @@ export class NodeService {
       metadata: { description: "the next pages of this node's listing: {after, limit}" },
       handler: listActors,
     });
+    const queries = this.options.queries;
+    if (queries) {
+      this.service.addEndpoint('query', {
+        subject: `${QUERY_SUBJECT_PREFIX}.*`,
+        queue: QUEUE_GROUP,
+        metadata: { description: 'query a projection: ppos.query.<projection> with {where, after?, timeoutMs?, limit?, cursor?}' },
+        handler: (error, msg) => {
+          if (error || !msg.reply) return;
+          const name = msg.subject.slice(QUERY_SUBJECT_PREFIX.length + 1);
+          void queries.answer(name, msg.data).then((reply) =>
+            respondWithin(
+              msg,
+              JSON.stringify(reply),
+              () => JSON.stringify({ ok: false, error: { code: 'BAD_REQUEST', message: 'the page is larger than one NATS message: ask for a smaller limit' } }),
+              (failure) => this.options.logger.error({ subject: msg.subject, err: failure.message }, 'could not send a query reply'),
+            ),
+          );
+        },
+      });
+    }
     this.service.addEndpoint('stats', {
       subject: `${NODES_SUBJECT}.stats`,
       metadata: { description: 'node counters: uptime, commands/s, latencies, activations, snapshots' },

@@ -10,6 +10,8 @@ export const COMMAND_SUBJECT_PREFIX = 'ppos.cmd';
 export const INSPECT_SUBJECT_PREFIX = 'ppos.inspect';
 /** Journaled events, published after commit for live watchers: ppos.events.<kind>.<id>. */
 export const EVENTS_SUBJECT_PREFIX = 'ppos.events';
+/** Queries of the projections: ppos.query.<projection>, served by a queue group of every node. */
+export const QUERY_SUBJECT_PREFIX = 'ppos.query';
 /** Operator listings, answered by every node: ppos.nodes.actors, ppos.nodes.stats. */
 export const NODES_SUBJECT = 'ppos.nodes';
 /** The queue group of the command and inspection subscriptions. */

@@ -8,6 +8,7 @@ import type { OutboundCommand } from '../actors/kind.js';
 import { fingerprint } from './dedupe.js';
 import { stateHash } from './recovery.js';
 import { answerMessageId } from './saga-runner.js';
+import type { ProjectionAudit } from './projection-audit.js';
 
 export interface EvidenceRecord {
   events_processed: number;
@@ -15,6 +16,8 @@ export interface EvidenceRecord {
   duplicates_skipped: number;
   snapshots_checked: number;
   snapshot_mismatches: number;
+  /** Projection rows that differ from what the journal says they must be (CONTRACT.md section 6). */
+  projections_changed: number;
   reconciliation_failures: { check: string; actor?: string; detail: string }[];
   checks: string[];
   confidence_status: 'trusted' | 'suspect';
@@ -46,6 +49,8 @@ export interface VerifyOptions {
   readonly liveRecheck?: { readonly attempts: number; readonly delayMs: number };
   /** Duplicate deliveries the journal recorded as answered without being applied. */
   readonly duplicatesAnswered?: () => Promise<number>;
+  /** Each projection checked against the journal up to its checkpoint. */
+  readonly projections?: () => Promise<readonly ProjectionAudit[]>;
 }
 
 export async function verifyJournals(options: VerifyOptions): Promise<EvidenceRecord> {
@@ -59,6 +64,7 @@ export async function verifyJournals(options: VerifyOptions): Promise<EvidenceRe
     duplicates_skipped: 0,
     snapshots_checked: 0,
     snapshot_mismatches: 0,
+    projections_changed: 0,
     reconciliation_failures: [],
     checks: [],
     confidence_status: 'trusted',
@@ -142,6 +148,13 @@ export async function verifyJournals(options: VerifyOptions): Promise<EvidenceRe
     checks.add(result.check);
     for (const failure of result.failures) {
       record.reconciliation_failures.push({ check: result.check, ...failure });
+    }
+  }
+  if (options.projections) {
+    checks.add('projections_match_journal');
+    for (const audit of await options.projections()) {
+      record.projections_changed += audit.rowsChanged;
+      for (const example of audit.examples) fail('projections_match_journal', undefined, `${audit.projection}: ${example}`);
     }
   }
   record.duplicates_skipped = (await options.duplicatesAnswered?.()) ?? 0;

@@ -18,6 +18,11 @@ import { describeServers } from './nats.js';
 import { createLogger } from './logger.js';
 import { startNode } from './node.js';
 import { registerInspectionTools } from './commands/inspect-tools.js';
+import { registerProjectionCommands } from './commands/projections.js';
+import { auditProjection } from '../runtime/projection-audit.js';
+import { ProjectionStore } from '../persistence/projection-store.js';
+import { builtInProjections } from '../persistence/projections/index.js';
+import type { PgJournal } from '../persistence/pg-journal.js';
 
 interface CommonOptions extends RawOptions {
   readonly pretty?: boolean;
@@ -87,6 +92,14 @@ async function withJournal<T>(options: CommonOptions, work: (journal: Awaited<Re
   }
 }
 
+async function auditAll(journal: PgJournal) {
+  const store = new ProjectionStore(journal.pool);
+  const known = new Set((await store.rows()).map((row) => row.name));
+  const audits = [];
+  for (const handler of builtInProjections.values()) if (known.has(handler.name)) audits.push(await auditProjection(journal.pool, store, handler));
+  return audits;
+}
+
 export function buildProgram(): Command {
   const program = new Command('ppos')
     .description('ppos: durable, exactly-once actors for work orders and inventory, over NATS and PostgreSQL')
@@ -106,6 +119,8 @@ export function buildProgram(): Command {
     .option('--commit-batch <n>', 'group commit: most appends per journal commit, up to 4096 (env PPOS_COMMIT_BATCH; default 256)')
     .option('--commit-linger-ms <ms>', 'group commit: wait this long to collect appends, up to 100 (env PPOS_COMMIT_LINGER_MS; default 0)')
     .option('--commit-in-flight <n>', 'group commit: most commits at once, up to 32 (env PPOS_COMMIT_IN_FLIGHT; default 4)')
+    .option('--followers <names>', 'journal followers this node may run: stock,workorders,export (default), a subset, or none (env PPOS_FOLLOWERS)')
+    .option('--lag-budget <name=ms>', 'lag a projection or the export may have, repeatable (env PPOS_LAG_BUDGETS; defaults stock=2000, workorders=5000, export=2000)', (value: string, previous: string[] = []) => [...previous, value])
     .action(async (options: CommonOptions) => {
       const config = resolveConfig(options);
       const logger = createLogger({ pretty: options.pretty ?? false });
@@ -308,6 +323,8 @@ export function buildProgram(): Command {
             ...(actors ? { actors } : { crossChecks: crossActorChecks }),
             ...(liveView ? { liveState: (ref: ActorRef) => liveView.liveState(ref) } : {}),
             duplicatesAnswered: () => journal.duplicatesAnswered(),
+            // Every projection against the journal up to its checkpoint (with --all only).
+            ...(actors ? {} : { projections: () => auditAll(journal) }),
           }),
         );
         printJson(record);
@@ -337,6 +354,7 @@ export function buildProgram(): Command {
     });
 
   registerInspectionTools(program, { withConnection, actorRef, seqOption, withClient, withJournal });
+  registerProjectionCommands(program, { withConnection, actorRef, seqOption, withClient, withJournal });
   return program;
 }
 

@@ -2,6 +2,7 @@
 // default (CONTRACT.md section 1). Every value is checked here, once, with a clear error.
 import { monotonicFactory } from 'ulid';
 import { natsSettings, NatsSettingsError, type NatsFlags, type NatsSettings } from './nats.js';
+import { DEFAULT_LAG_BUDGETS } from '../persistence/projections/index.js';
 
 export const newId = monotonicFactory();
 
@@ -31,6 +32,10 @@ export interface NodeConfig {
   readonly commitLingerMs: number;
   /** Group commit: most commits in flight at once, each on its own connection. */
   readonly commitInFlight: number;
+  /** The journal's followers this node may run: projections by name, and `export` (JetStream). */
+  readonly followers: readonly string[];
+  /** Lag each follower may have (ms), by name. */
+  readonly lagBudgets: ReadonlyMap<string, number>;
 }
 
 export class UsageError extends Error {}
@@ -50,6 +55,31 @@ export interface RawOptions extends NatsFlags {
   readonly commitBatch?: string | undefined;
   readonly commitLingerMs?: string | undefined;
   readonly commitInFlight?: string | undefined;
+  /** `stock,workorders,export` (default), a subset, or `none`. */
+  readonly followers?: string | undefined;
+  /** `NAME=MS`, repeated (or comma-separated). */
+  readonly lagBudget?: readonly string[] | string | undefined;
+}
+
+const FOLLOWERS = [...DEFAULT_LAG_BUDGETS.keys()];
+
+function followerList(value: string | undefined): string[] {
+  if (value === undefined || value === '') return FOLLOWERS;
+  if (value === 'none') return [];
+  const names = value.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  for (const name of names) if (!FOLLOWERS.includes(name)) throw new UsageError(`--followers: no follower ${JSON.stringify(name)}; known: ${FOLLOWERS.join(', ')}, or none`);
+  return names;
+}
+
+function lagBudgets(raw: readonly string[] | string | undefined, env: string | undefined): Map<string, number> {
+  const budgets = new Map(DEFAULT_LAG_BUDGETS);
+  const given = [env ?? '', ...(raw === undefined ? [] : Array.isArray(raw) ? raw : [raw as string])].flatMap((s) => s.split(',')).map((s) => s.trim()).filter((s) => s !== '');
+  for (const entry of given) {
+    const match = /^([a-z]+)=(\d{1,9})$/.exec(entry);
+    if (!match || !FOLLOWERS.includes(match[1]!)) throw new UsageError(`--lag-budget ${JSON.stringify(entry)} must be NAME=MS with NAME one of ${FOLLOWERS.join(', ')}`);
+    budgets.set(match[1]!, Number(match[2]));
+  }
+  return budgets;
 }
 
 function positiveInt(name: string, value: string | undefined, fallback: number): number {
@@ -104,5 +134,7 @@ export function resolveConfig(raw: RawOptions, env: NodeJS.ProcessEnv = process.
     commitBatch: atMost('--commit-batch', positiveInt('--commit-batch', raw.commitBatch ?? env.PPOS_COMMIT_BATCH, 256), 4_096),
     commitLingerMs: atMost('--commit-linger-ms', nonNegativeInt('--commit-linger-ms', raw.commitLingerMs ?? env.PPOS_COMMIT_LINGER_MS, 0), 100),
     commitInFlight: atMost('--commit-in-flight', positiveInt('--commit-in-flight', raw.commitInFlight ?? env.PPOS_COMMIT_IN_FLIGHT, 4), 32),
+    followers: followerList(raw.followers ?? env.PPOS_FOLLOWERS),
+    lagBudgets: lagBudgets(raw.lagBudget, env.PPOS_LAG_BUDGETS),
   };
 }

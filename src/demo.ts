@@ -20,6 +20,7 @@ import { describeServers, NatsConnectError, natsSettings, type NatsSettings } fr
 import { Random } from './random.js';
 import { NodeProcess } from './spawn.js';
 import { driveWorkOrders, type WorkOrderTally } from './demo-workorders.js';
+import { demoProjections, type DemoProjections } from './demo-projections.js';
 
 export interface DemoOptions {
   readonly raw: RawOptions;
@@ -47,6 +48,8 @@ export interface DemoSummary {
   exactlyOnce: { checked: number; missing: number; doubled: number };
   liveMatchesJournal: boolean;
   evidence: EvidenceRecord;
+  /** The eventual side: a query across SKUs, the read model against the actors, each projection's lag. */
+  projections: DemoProjections;
   seconds: number;
   commandsPerSecond: number;
 }
@@ -141,6 +144,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
     let duplicatesSuppressed = 0;
     let retries = 0;
     let done = 0;
+    let lastToken: string | undefined;
 
     const deliver = async (ref: ActorRef, type: string, payload: Record<string, unknown>, messageId = newId()): Promise<Reply> => {
       sent += 1;
@@ -154,6 +158,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
       });
       if (reply.duplicate) duplicatesSuppressed += 1;
       if (reply.ok) {
+        if (reply.token !== undefined) lastToken = reply.token;
         const first = acked.get(messageId);
         // A repeat must carry exactly the events of the first reply: same id, same effect.
         if (first && stringify(first.events) !== stringify(reply.events)) throw new Error(`message ${messageId} answered differently`);
@@ -238,6 +243,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
     let doubled = 0;
     let eventsJournaled = 0;
     let liveMatches = true;
+    const liveAvailable = new Map<string, number>();
     const expectedByActor = new Map<string, Map<string, number>>();
     for (const [messageId, { ref, events }] of acked) {
       const key = `${ref.kind}/${ref.id}`;
@@ -261,6 +267,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
       if (ref.kind === 'inventory') {
         const live = await client.sendWithRetry(ref.kind, ref.id, 'Get', undefined, { deadlineMs: 10_000 });
         if (!live.ok || live.seq !== journaled.length) liveMatches = false;
+        if (live.ok) liveAvailable.set(ref.id, (live.state as { available: number }).available);
       }
     }
     const evidence = await verifyJournals({
@@ -270,9 +277,12 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
       crossChecks: crossActorChecks,
       duplicatesAnswered: () => opened.journal.duplicatesAnswered(),
     });
+    // Phase 5: the eventual side, read across actors from the projections.
+    progress.line(`projections: which SKUs have fewer than 10 available? (read-your-writes with the last command's token)`);
+    const projections = await demoProjections({ client, pool: opened.journal.pool, run, liveAvailable, lastToken });
     const seconds = (performance.now() - started) / 1000;
     const summary: DemoSummary = {
-      ok: missing === 0 && doubled === 0 && liveMatches && evidence.confidence_status === 'trusted',
+      ok: missing === 0 && doubled === 0 && liveMatches && evidence.confidence_status === 'trusted' && projections.matchesActors,
       seed: options.seed,
       run,
       skus: skus.length,
@@ -287,6 +297,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
       exactlyOnce: { checked, missing, doubled },
       liveMatchesJournal: liveMatches,
       evidence,
+      projections,
       seconds: Math.round(seconds * 10) / 10,
       commandsPerSecond: Math.round(sent / seconds),
     };
@@ -334,6 +345,13 @@ function printSummary(s: DemoSummary, json: boolean): void {
     ['  applied twice', s.exactlyOnce.doubled],
     ['live state = journal', s.liveMatchesJournal ? 'yes' : 'NO'],
     ['invariants (ppos verify)', `${s.evidence.confidence_status} (${s.evidence.checks.length} checks, ${s.evidence.reconciliation_failures.length} failures)`],
+    [
+      `ppos query stock --available-below ${s.projections.lowStock.below}`,
+      `${s.projections.lowStock.count} of this run's SKUs${s.projections.lowStock.first.length > 0 ? ` (${s.projections.lowStock.first.join(', ')}${s.projections.lowStock.count > s.projections.lowStock.first.length ? ', ...' : ''})` : ''}`,
+    ],
+    ['ppos query workorders', Object.entries(s.projections.workOrdersByStatus).map(([status, n]) => `${status} ${n}`).join(', ') || 'none'],
+    ['stock projection = actors', s.projections.matchesActors ? 'yes' : `NO: ${s.projections.mismatches.join('; ')}`],
+    ...s.projections.lags.map((lag): [string, unknown] => [`lag of ${lag.name}`, `${lag.lagMs} ms, ${lag.lagEvents} events behind (budget ${lag.budgetMs} ms): ${lag.status}`]),
     ['time', `${s.seconds} s (${s.commandsPerSecond} commands/s end to end)`],
   );
   process.stdout.write(`\n${table(['ppos demo summary', ''], rows)}\n`);

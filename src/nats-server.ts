@@ -51,9 +51,17 @@ export class PrivateNatsServer {
   static async start(options: { config?: string; env?: Record<string, string>; tls?: boolean } = {}): Promise<PrivateNatsServer> {
     const binary = findNatsServer();
     if (!binary) throw new Error('nats-server is not on PATH');
-    const server = new PrivateNatsServer(binary, await freePort(), options.config, options.env ?? {}, options.tls ? 'tls' : 'nats');
-    await server.launch();
-    return server;
+    // A free port can be taken by another process before the server binds it: try another.
+    for (let attempt = 1; ; attempt += 1) {
+      const server = new PrivateNatsServer(binary, await freePort(), options.config, options.env ?? {}, options.tls ? 'tls' : 'nats');
+      try {
+        await server.launch();
+        return server;
+      } catch (error) {
+        rmSync(server.storeDir, { recursive: true, force: true });
+        if (attempt >= 3 || !/address already in use/i.test((error as Error).message)) throw error;
+      }
+    }
   }
 
   get url(): string {
@@ -67,10 +75,15 @@ export class PrivateNatsServer {
       writeFileSync(file, `${this.config}\n`);
       args.push('-c', file);
     }
-    this.child = spawn(this.binary, args, { stdio: 'ignore', env: { ...process.env, ...this.env } });
+    this.child = spawn(this.binary, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...this.env } });
+    // The last of its log, to say why when it does not come up.
+    let logTail = '';
+    this.child.stderr?.on('data', (chunk: Buffer) => {
+      logTail = (logTail + chunk.toString('utf8')).slice(-2_000);
+    });
     const deadline = Date.now() + 10_000;
     while (!(await portOpen(this.port))) {
-      if (this.child.exitCode !== null) throw new Error(`nats-server exited with ${this.child.exitCode}`);
+      if (this.child.exitCode !== null) throw new Error(`nats-server exited with ${this.child.exitCode}: ${logTail.trim().split('\n').slice(-3).join(' | ')}`);
       if (Date.now() > deadline) throw new Error('nats-server did not start listening within 10 s');
       await new Promise((resolve) => setTimeout(resolve, 50));
     }

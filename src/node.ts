@@ -14,6 +14,11 @@ import { NodeStats } from '../runtime/stats.js';
 import type { Reply } from '../runtime/envelope.js';
 import { SagaRunner } from '../runtime/saga-runner.js';
 import { CLUSTER_CHANGED_SUBJECT, eventsSubject, stepSubject } from '../runtime/subjects.js';
+import { ProjectionStore } from '../persistence/projection-store.js';
+import { builtInProjections } from '../persistence/projections/index.js';
+import { JournalExport, EXPORT_NAME } from '../runtime/journal-export.js';
+import { ProjectionRunner, projectionFollower, type Follower } from '../runtime/projection-runner.js';
+import { QueryService } from '../runtime/query-service.js';
 import { logRecoveryEvidence, type NodeRecoveryEvidence } from '../runtime/recovery-evidence.js';
 import type { ActorRef } from '../persistence/journal.js';
 import { PposClient } from './client.js';
@@ -59,10 +64,12 @@ export async function startNode(config: NodeConfig, rootLogger: Logger, deps: No
     void stopNode?.().finally(() => reportHalt(why));
   };
   let stopNode: (() => Promise<void>) | undefined;
+  let followersRef: ProjectionRunner | undefined;
   const kinds = deps.kinds ?? actorKinds;
   const opened: OpenedJournal = await openJournal(config, logger, {
-    // Every commit in flight holds a connection; reads (activation, inspection) need a few more.
-    poolSize: Math.max(8, config.commitInFlight + 4),
+    // Every commit in flight holds a connection; reads (activation, inspection) need a few more,
+    // and each follower of the journal one while it applies a batch.
+    poolSize: Math.max(8, config.commitInFlight + 4) + config.followers.length,
     groupCommit: { maxBatch: config.commitBatch, lingerMs: config.commitLingerMs, maxInFlight: config.commitInFlight },
   });
   const journal = opened.journal;
@@ -128,6 +135,7 @@ export async function startNode(config: NodeConfig, rootLogger: Logger, deps: No
       metrics: stats.hostMetrics,
       onCommitted: (host, commit) => {
         sagas.ensure(host);
+        if (commit.event) followersRef?.nudge();
         // Watchers (`ppos watch`, the dashboard) follow journaled events live; core NATS,
         // fire and forget: the journal, not this feed, is the record.
         if (commit.event) {
@@ -162,6 +170,7 @@ export async function startNode(config: NodeConfig, rootLogger: Logger, deps: No
     };
     announceChange();
   }
+  const projectionStore = new ProjectionStore(journal.pool);
   const router = new Router({ nodeId: config.nodeId, incarnation, nc, kinds, registry, journal, ownership, logger, stats });
   router.start();
   const service = new NodeService({
@@ -175,8 +184,25 @@ export async function startNode(config: NodeConfig, rootLogger: Logger, deps: No
     logger,
     ownership,
     sagaAlarms: (ref) => sagas.alarmsOf(ref),
+    queries: new QueryService(journal.pool, projectionStore, builtInProjections),
   });
   await service.start();
+  // The journal's followers (projections, the export to JetStream): each run by one node at a time.
+  const followers: Follower[] = config.followers.map((name) =>
+    name === EXPORT_NAME ? new JournalExport(nc) : projectionFollower(builtInProjections.get(name)!),
+  );
+  const runner = new ProjectionRunner({
+    pool: journal.pool,
+    store: projectionStore,
+    followers,
+    budgets: new Map(config.followers.map((name) => [name, config.lagBudgets.get(name) ?? 2_000])),
+    nodeId: config.nodeId,
+    incarnation,
+    leaseMs: config.leaseMs,
+    logger,
+  });
+  if (followers.length > 0) await runner.start();
+  followersRef = runner;
   await nc.flush();
   logger.info({ nats: describeServers(config.nats), embedded: opened.embedded !== undefined, snapshotEvery: config.snapshotEvery }, 'node started');
 
@@ -249,6 +275,7 @@ export async function startNode(config: NodeConfig, rootLogger: Logger, deps: No
         if (pruner) clearInterval(pruner);
         await service.stop();
         await router.stop();
+        await runner.stop();
         sagas.stop();
         await registry.drain();
         if (cluster) {

@@ -5,6 +5,7 @@ import { getJson, type StateChart } from './api';
 import { ActorView } from './actor-view';
 import { ActorsTable, Nodes } from './cluster';
 import { useLiveFeed } from './live';
+import { Projections } from './projections';
 
 interface Selection {
   readonly kind: string;
@@ -74,6 +75,10 @@ export function App() {
       <section>
         <h2>Nodes</h2>
         <Nodes cluster={feed.cluster} />
+      </section>
+      <section>
+        <h2>Projections</h2>
+        <Projections />
       </section>
       <div class="main">
         <section class="actors-pane">

@@ -2,6 +2,7 @@
 // `nodes` and `dashboard`. Registered on the program by src/cli.ts, which lends its helpers
 // (connection flags, actor-ref checks, client and journal scopes) so every command reads alike.
 import type { Command } from 'commander';
+import { projectionReports } from '../../runtime/projection-status.js';
 import { actorKinds } from '../../actors/index.js';
 import { ACTOR_ID_PATTERN } from '../../actors/schema.js';
 import { refKey, type ActorRef, type Journal, type JournaledEvent } from '../../persistence/journal.js';
@@ -273,7 +274,17 @@ export function registerInspectionTools(program: Command, helpers: CliHelpers): 
       const opened = await openJournal(config, logger, { waitForDatabaseMs: 5_000, poolSize: 4 });
       try {
         await helpers.withClient(options, async (client) => {
-          const dashboard = await startDashboard({ client, journal: opened.journal, kinds: actorKinds, host, port, logger, token, maxStreams });
+          const dashboard = await startDashboard({
+            client,
+            journal: opened.journal,
+            kinds: actorKinds,
+            host,
+            port,
+            logger,
+            token,
+            maxStreams,
+            projections: () => projectionReports(opened.journal.pool),
+          });
           // A generated token is shown this once, in the URL to open; a given one is never echoed.
           writeOut(`ppos dashboard: ${generatedToken === undefined ? dashboard.url : `${dashboard.url}?token=${generatedToken}`}\n`);
           await untilSignal();

@@ -22,6 +22,8 @@ import { persistState } from '../../actors/state.js';
 import { EVENTS_SUBJECT_PREFIX } from '../../runtime/subjects.js';
 import { describeMachine, type StateChart } from '../../runtime/statechart.js';
 import { NoAnswerError, type PposClient } from '../client.js';
+import type { ProjectionReport } from '../../runtime/projection-status.js';
+import { LagHistory } from './lag-history.js';
 
 export interface DashboardOptions {
   readonly client: PposClient;
@@ -40,6 +42,9 @@ export interface DashboardOptions {
   readonly maxStreams?: number | undefined;
   /** Open event streams at most from one client address (default 8). */
   readonly maxStreamsPerClient?: number | undefined;
+  /** The projections' lag now; sampled every `lagEveryMs` (default 2000) for the lag chart. */
+  readonly projections?: () => Promise<readonly ProjectionReport[]>;
+  readonly lagEveryMs?: number;
 }
 
 export interface Dashboard {
@@ -219,6 +224,16 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
   const assetsDir = options.assetsDir ?? DEFAULT_ASSETS_DIR;
   const charts = new Map<string, StateChart>([...kinds].map(([name, kind]) => [name, describeMachine(kind.machine)]));
   const pages = new Set<Page>();
+  const lags = new LagHistory();
+  const sampleLags = (): void => {
+    options.projections?.().then(
+      (reports) => lags.record(reports),
+      (error: Error) => logger.warn({ err: error.message }, 'could not read the projections\' lag'),
+    );
+  };
+  sampleLags();
+  const lagTimer = options.projections ? setInterval(sampleLags, options.lagEveryMs ?? 2_000) : undefined;
+  lagTimer?.unref();
   let pending: FeedEvent[] = [];
   let pendingCounts = new Map<string, number>();
   let dropped = 0;
@@ -320,6 +335,7 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
   async function api(url: URL): Promise<unknown> {
     const parts = url.pathname.split('/').filter(Boolean).map(decodeURIComponent); // ['api', ...]
     if (parts.length === 2 && parts[1] === 'cluster') return cluster();
+    if (parts.length === 2 && parts[1] === 'projections') return lags.view();
     if (parts.length === 2 && parts[1] === 'kinds') {
       return { kinds: Object.fromEntries([...charts].map(([name, chart]) => [name, { chart, commands: [...kinds.get(name)!.commands] }])) };
     }
@@ -481,6 +497,7 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
       clearInterval(batcher);
       clearInterval(clusterTimer);
       clearInterval(keepAlive);
+      clearInterval(lagTimer);
       feed.unsubscribe();
       for (const page of pages) page.res.end();
       pages.clear();

@@ -223,6 +223,18 @@ describe('ppos dashboard', () => {
     expect(status).toBe(403);
   });
 
+  it("shows each projection's lag against its budget, with a chart of the last minutes", async () => {
+    await page.goto(url);
+    const rows = page.getByTestId('projection-row');
+    await expect.poll(async () => (await rows.evaluateAll((els) => els.map((e) => e.getAttribute('data-projection')))).sort()).toEqual(['export', 'stock', 'workorders']);
+    // The node applied everything sent above: each is within its budget.
+    await expect.poll(() => rows.evaluateAll((els) => els.map((e) => e.getAttribute('data-status')))).toEqual(['ok', 'ok', 'ok']);
+    const stock = page.locator('[data-testid="projection-row"][data-projection="stock"]');
+    expect(await stock.locator('td').nth(4).textContent()).toBe('2000');
+    await stock.getByTestId('lag-chart').waitFor();
+    expect(await stock.locator('polyline').getAttribute('points')).toMatch(/^[\d.]+,[\d.]+( [\d.]+,[\d.]+)+$/);
+  });
+
   it('reflects a new command live, without a reload', async () => {
     await page.goto(`${url}#/actor/inventory/${SKU}`);
     const head = (await journalRows(db, 'inventory', SKU)).length;

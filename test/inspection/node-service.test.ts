@@ -54,6 +54,7 @@ describe('one node', () => {
       ['inspect-node', `ppos.internal.inspect.${node.incarnation}.>`, ''],
       ['actors', 'ppos.nodes.actors', ''],
       ['actors-page', `ppos.nodes.actors.${node.incarnation}`, ''],
+      ['query', 'ppos.query.*', 'ppos'],
       ['stats', 'ppos.nodes.stats', ''],
     ]);
     const pings = await collect(micro.ping('ppos'));

@@ -119,7 +119,7 @@ describe('fencing in the journal', () => {
     expect(count.rows[0]!.n).toBe(0);
     const dedupe = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM ppos_dedupe WHERE actor_id = 'fenced-sku'");
     expect(dedupe.rows[0]!.n).toBe(0);
-    expect(await append(fresh!.epoch, 'from-the-new-owner')).toEqual({ status: 'committed' });
+    expect(await append(fresh!.epoch, 'from-the-new-owner')).toMatchObject({ status: 'committed' });
     // Give the shard back so the cluster below can use it.
     await leases.release('node-new', 'inc-new', [fresh!]);
     await leases.leave('node-old', 'inc-old');

@@ -60,7 +60,9 @@ afterAll(async () => {
 
 describe('one group commit, several actors', () => {
   it('answers a repeat from the record the statement returns, and the others as committed, even when separate reads fail', async () => {
-    expect(await journal.appendUnit(unit('rep-x', 'x1', 0))).toEqual({ status: 'committed' });
+    const first = await journal.appendUnit(unit('rep-x', 'x1', 0));
+    expect(first).toEqual({ status: 'committed', tokens: new Map([['x1', expect.any(String)]]) });
+    const firstToken = (first as { tokens: Map<string, string> }).tokens.get('x1');
     // Submitted in one turn of the event loop: they share one statement.
     const [repeat, fresh, other] = await Promise.all([
       journal.appendUnit(unit('rep-x', 'x1', 1)),
@@ -69,10 +71,11 @@ describe('one group commit, several actors', () => {
     ]);
     expect(repeat).toEqual({
       status: 'duplicate',
-      records: [{ messageId: 'x1', fingerprint: 'print-x1', seq: 1, reply: { ok: true, seq: 1, events: [{ type: 'Received', qty: 1 }] } }],
+      // The repeat's record carries the commit token the first reply carried.
+      records: [{ messageId: 'x1', fingerprint: 'print-x1', seq: 1, reply: { ok: true, seq: 1, events: [{ type: 'Received', qty: 1 }] }, token: firstToken }],
     });
-    expect(fresh).toEqual({ status: 'committed' });
-    expect(other).toEqual({ status: 'committed' });
+    expect(fresh).toEqual({ status: 'committed', tokens: new Map([['y1', expect.any(String)]]) });
+    expect(other).toEqual({ status: 'committed', tokens: new Map([['z1', expect.any(String)]]) });
     expect([await eventCount('x1'), await eventCount('y1'), await eventCount('z1')]).toEqual([1, 1, 1]);
   });
 
@@ -82,7 +85,7 @@ describe('one group commit, several actors', () => {
       journal.appendUnit(unit('data-y', 'dy1', 0)),
     ]);
     expect(bad).toMatchObject({ status: 'invalid', message: expect.stringContaining('cannot store') });
-    expect(good).toEqual({ status: 'committed' });
+    expect(good).toEqual({ status: 'committed', tokens: new Map([['dy1', expect.any(String)]]) });
     expect([await eventCount('dx1'), await eventCount('dy1')]).toEqual([0, 1]);
     const records = await db.query("SELECT 1 FROM ppos_dedupe WHERE message_id = 'dx1'");
     expect(records.rowCount).toBe(0);

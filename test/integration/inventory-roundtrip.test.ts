@@ -12,6 +12,8 @@ describe('inventory over NATS', () => {
       seq: 1,
       events: [{ type: 'Received', qty: 10 }],
       state: { onHand: 10, reserved: 0, available: 10, openReservations: 0 },
+      // Where the event stands in the journal's read order (read-your-writes on a projection).
+      token: expect.any(String),
     });
     const rows = await suite.db.query('SELECT seq, type, data, message_id FROM ppos_events WHERE actor_id = $1', ['sku-1']);
     expect(rows.rows).toEqual([{ seq: 1, type: 'Received', data: { qty: 10 }, message_id: 'm-1' }]);
@@ -21,6 +23,7 @@ describe('inventory over NATS', () => {
     const first = await suite.client.send('inventory', 'sku-2', 'Receive', { qty: 5 }, { messageId: 'dup-1' });
     const again = await suite.client.send('inventory', 'sku-2', 'Receive', { qty: 5 }, { messageId: 'dup-1' });
     expect(again).toEqual({ ...first, duplicate: true });
+    expect(first.ok && typeof first.token).toBe('string');
     const count = await suite.db.query('SELECT count(*)::int AS n FROM ppos_events WHERE actor_id = $1', ['sku-2']);
     expect(count.rows[0]).toEqual({ n: 1 });
   });

@@ -28,6 +28,7 @@ describe('replies of an actor whose state outgrew one NATS message', () => {
       seq: RESERVATIONS + 1,
       events: [{ type: 'Reserved', reservationId: `reservation-number-${RESERVATIONS - 1}`, qty: 1 }],
       state: { onHand: 100_000, reserved: RESERVATIONS, available: 100_000 - RESERVATIONS, openReservations: RESERVATIONS, reservation: { qty: 1 } },
+      token: expect.any(String),
     });
     expect(Math.max(...replies.map((r) => JSON.stringify(r).length))).toBeLessThan(2_048);
   });

@@ -103,8 +103,10 @@ describe('while PostgreSQL is unreachable', () => {
 
     proxy.restore();
     // Never "nothing was applied" for a command that was: the node looked its commit up.
-    expect(await inFlight).toEqual({ ok: true, duplicate: false, seq: 2, events: [{ type: 'Received', qty: 7 }], state: expect.objectContaining({ onHand: 17 }) });
-    expect(await send('land-1', 'Receive', { qty: 7 }, 'land-m2')).toMatchObject({ ok: true, duplicate: true, seq: 2 });
+    // With the commit token its event got, looked up with the outcome.
+    const landed = await inFlight;
+    expect(landed).toEqual({ ok: true, duplicate: false, seq: 2, events: [{ type: 'Received', qty: 7 }], state: expect.objectContaining({ onHand: 17 }), token: expect.any(String) });
+    expect(await send('land-1', 'Receive', { qty: 7 }, 'land-m2')).toMatchObject({ ok: true, duplicate: true, seq: 2, token: (landed as { token: string }).token });
     expect(await send('land-1', 'Receive', { qty: 1 }, 'land-m3')).toMatchObject({ ok: true, duplicate: false, seq: 3, state: { onHand: 18 } });
     expect(await eventsFor('land-m2')).toHaveLength(1);
   });

@@ -1,0 +1,75 @@
+// The journal in commit order, for readers that follow it (projections, the export): every
+// committed event exactly once, none skipped. Positions are taken at insert while several
+// commits are in flight, so a later position can commit first; reading in (transaction id,
+// position) order, and only below the oldest transaction still running, a reader never passes
+// a row that could still appear behind it. (The PostgreSQL event stores read the same way.)
+import type pg from 'pg';
+import type { DomainEvent } from '../actors/kind.js';
+
+/** A place in the read order; `tx` is an xid8 as decimal text (it outgrows 2^53). */
+export interface FeedPosition {
+  readonly tx: string;
+  readonly position: number;
+}
+
+export const FEED_START: FeedPosition = { tx: '0', position: 0 };
+
+export interface FedEvent extends FeedPosition {
+  readonly kind: string;
+  readonly id: string;
+  readonly seq: number;
+  readonly event: DomainEvent;
+  readonly messageId: string;
+  readonly correlationId: string | null;
+  readonly causationId: string | null;
+  readonly recordedAt: Date;
+}
+
+export type Queryable = Pick<pg.Pool | pg.PoolClient, 'query'>;
+
+/** Up to `limit` committed events after `after`, in read order, from below the horizon. */
+export async function readCommitted(db: Queryable, after: FeedPosition, limit: number, through?: FeedPosition): Promise<FedEvent[]> {
+  const result = await db.query(
+    `SELECT tx::text AS tx, position, kind, actor_id, seq, type, data, message_id, correlation_id, causation_id, recorded_at
+     FROM ppos_events
+     WHERE (tx, position) > ($1::xid8, $2::bigint)
+       AND tx < pg_snapshot_xmin(pg_current_snapshot())
+       AND ($4::xid8 IS NULL OR (tx, position) <= ($4::xid8, $5::bigint))
+     ORDER BY tx, position
+     LIMIT $3`,
+    [after.tx, after.position, limit, through?.tx ?? null, through?.position ?? 0],
+  );
+  return result.rows.map((row) => ({
+    tx: row.tx as string,
+    position: Number(row.position),
+    kind: row.kind as string,
+    id: row.actor_id as string,
+    seq: Number(row.seq),
+    event: { ...(row.data as Record<string, unknown>), type: row.type as string },
+    messageId: row.message_id as string,
+    correlationId: (row.correlation_id as string | null) ?? null,
+    causationId: (row.causation_id as string | null) ?? null,
+    recordedAt: row.recorded_at as Date,
+  }));
+}
+
+/** Whether `a` comes after `b` in read order. */
+export function isAfter(a: FeedPosition, b: FeedPosition): boolean {
+  const ta = BigInt(a.tx);
+  const tb = BigInt(b.tx);
+  return ta > tb || (ta === tb && a.position > b.position);
+}
+
+/** How far a reader at `at` is behind the journal: the age of the oldest committed event it has not read, and how many there are. */
+export async function lagBehind(db: Queryable, at: FeedPosition, countUpTo = 100_000): Promise<{ lagMs: number; lagEvents: number }> {
+  const result = await db.query(
+    `WITH pending AS (
+       SELECT recorded_at FROM ppos_events WHERE (tx, position) > ($1::xid8, $2::bigint) ORDER BY tx, position LIMIT $3
+     )
+     SELECT (SELECT greatest(0, extract(epoch FROM now() - min(recorded_at)) * 1000) FROM pending)::float8 AS lag_ms,
+            (SELECT count(*) FROM pending)::int AS lag_events`,
+    [at.tx, at.position, countUpTo],
+  );
+  const row = result.rows[0] as { lag_ms: number | null; lag_events: number };
+  return { lagMs: Math.round(row.lag_ms ?? 0), lagEvents: row.lag_events };
+}

@@ -1,0 +1,235 @@
+// Runs the followers of the journal (projections and the export) inside a node. Each follower
+// has one owner at a time, by a lease with an epoch (projection-store.ts); the owner reads
+// committed events in read order (journal-feed.ts) in batches, and applies each batch and moves
+// its checkpoint in one transaction that holds the follower's row locked with its epoch. So a
+// batch is applied exactly once whatever crashes: a transaction that did not commit moved
+// nothing, and an owner that lost the lease finds another epoch and applies nothing.
+import type pg from 'pg';
+import type { Logger } from 'pino';
+import { lagBehind, readCommitted, type FedEvent, type FeedPosition } from '../persistence/journal-feed.js';
+import type { ProjectionStore } from '../persistence/projection-store.js';
+import type { ProjectionHandler } from '../persistence/projections/projection.js';
+
+/** Something that follows the journal: a projection's tables, or the stream it is exported to. */
+export interface Follower {
+  readonly name: string;
+  /** Called once by the owner before its first batch (e.g. to create a stream). */
+  prepare?(): Promise<void>;
+  /** Applies a batch inside the runner's transaction; throwing rolls it back (retried later). */
+  apply(events: readonly FedEvent[], client: pg.PoolClient): Promise<void>;
+}
+
+export interface ProjectionRunnerOptions {
+  readonly pool: pg.Pool;
+  readonly store: ProjectionStore;
+  readonly followers: readonly Follower[];
+  /** Lag each follower is allowed (ms), by name. */
+  readonly budgets: ReadonlyMap<string, number>;
+  readonly nodeId: string;
+  readonly incarnation: string;
+  readonly leaseMs: number;
+  readonly logger: Logger;
+  readonly batchSize?: number;
+  /** How long an owner that found nothing new waits before it looks again (a nudge wakes it). */
+  readonly idleMs?: number;
+}
+
+interface Held {
+  readonly epoch: number;
+  prepared: boolean;
+  /** Over budget now: logged once when it crossed, once when it came back. */
+  lagging: boolean;
+  checkpoint: FeedPosition | null;
+}
+
+export class ProjectionRunner {
+  private readonly held = new Map<string, Held>();
+  private stopped = false;
+  private leaseTimer: NodeJS.Timeout | undefined;
+  private lagTimer: NodeJS.Timeout | undefined;
+  private wakers: (() => void)[] = [];
+  private stopWakers: (() => void)[] = [];
+  private readonly loops: Promise<void>[] = [];
+
+  constructor(private readonly options: ProjectionRunnerOptions) {}
+
+  async start(): Promise<void> {
+    await this.options.store.ensure(this.options.budgets);
+    await this.leaseCycle();
+    this.leaseTimer = setInterval(() => void this.leaseCycle(), Math.max(200, Math.floor(this.options.leaseMs / 3)));
+    this.leaseTimer.unref();
+    this.lagTimer = setInterval(() => void this.watchLag(), 1_000);
+    this.lagTimer.unref();
+    for (const follower of this.options.followers) this.loops.push(this.follow(follower));
+  }
+
+  /** New events were committed here: owners look at once instead of at their next poll. */
+  nudge(): void {
+    const wakers = this.wakers;
+    this.wakers = [];
+    for (const wake of wakers) wake();
+  }
+
+  /** The followers this process owns now. */
+  owned(): string[] {
+    return [...this.held.keys()];
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.leaseTimer) clearInterval(this.leaseTimer);
+    if (this.lagTimer) clearInterval(this.lagTimer);
+    this.nudge();
+    for (const wake of [...this.stopWakers]) wake();
+    await Promise.all(this.loops);
+    for (const [name, held] of this.held) await this.options.store.release(name, this.options.incarnation, held.epoch).catch(() => undefined);
+    this.held.clear();
+  }
+
+  private async leaseCycle(): Promise<void> {
+    if (this.stopped) return;
+    const { store, nodeId, incarnation, leaseMs, logger } = this.options;
+    for (const { name } of this.options.followers) {
+      try {
+        const held = this.held.get(name);
+        if (held) {
+          if (!(await store.renew(name, incarnation, held.epoch, leaseMs))) {
+            this.held.delete(name);
+            logger.warn({ projection: name }, 'projection lease lost');
+          }
+          continue;
+        }
+        const epoch = await store.acquire(name, nodeId, incarnation, leaseMs);
+        if (epoch !== null) {
+          this.held.set(name, { epoch, prepared: false, lagging: false, checkpoint: null });
+          logger.info({ projection: name, epoch }, 'projection taken');
+          this.nudge();
+        }
+      } catch (error) {
+        logger.warn({ projection: name, err: (error as Error).message }, 'projection lease cycle failed; retrying');
+      }
+    }
+  }
+
+  private async follow(follower: Follower): Promise<void> {
+    const idleMs = this.options.idleMs ?? 50;
+    // A failing follower (database away, JetStream disabled) backs off up to 10 s and says so
+    // once when it starts failing, then every minute, and once when it recovers.
+    let failures = 0;
+    let lastWarned = 0;
+    while (!this.stopped) {
+      let applied = 0;
+      try {
+        applied = await this.batch(follower);
+        if (failures > 0) this.options.logger.info({ projection: follower.name, failures }, 'projection batches succeed again');
+        failures = 0;
+      } catch (error) {
+        failures += 1;
+        if (failures === 1 || Date.now() - lastWarned > 60_000) {
+          lastWarned = Date.now();
+          this.options.logger.warn({ projection: follower.name, failures, err: (error as Error).message }, 'projection batch failed; retrying');
+        }
+        await this.backOff(Math.min(10_000, 250 * 2 ** Math.min(failures, 6)));
+        continue;
+      }
+      if (applied < (this.options.batchSize ?? 500)) await this.idle(idleMs);
+    }
+  }
+
+  /** Waits `ms`, or until stop: new commits do not cut a back-off short. */
+  private backOff(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const wake = (): void => {
+        clearTimeout(timer);
+        this.stopWakers = this.stopWakers.filter((w) => w !== wake);
+        resolve();
+      };
+      const timer = setTimeout(wake, ms);
+      this.stopWakers.push(wake);
+    });
+  }
+
+  /** Waits `ms`, or until new commits (a nudge) or stop. */
+  private idle(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const wake = (): void => {
+        clearTimeout(timer);
+        this.wakers = this.wakers.filter((w) => w !== wake);
+        resolve();
+      };
+      const timer = setTimeout(wake, ms);
+      this.wakers.push(wake);
+    });
+  }
+
+  /** One batch, if this process owns the follower: how many events it applied. */
+  private async batch(follower: Follower): Promise<number> {
+    const held = this.held.get(follower.name);
+    if (!held) return 0;
+    if (!held.prepared) {
+      await follower.prepare?.();
+      held.prepared = true;
+    }
+    const { pool, store } = this.options;
+    const client = await pool.connect();
+    let broken: Error | undefined;
+    const onError = (error: Error): void => {
+      broken ??= error;
+    };
+    client.on('error', onError);
+    try {
+      await client.query('BEGIN');
+      const checkpoint = await store.lockForBatch(client, follower.name, held.epoch);
+      if (!checkpoint) {
+        await client.query('ROLLBACK');
+        this.held.delete(follower.name);
+        this.options.logger.warn({ projection: follower.name }, 'projection taken by another process; stopped following it here');
+        return 0;
+      }
+      const events = await readCommitted(client, checkpoint, this.options.batchSize ?? 500);
+      if (events.length === 0) {
+        await client.query('COMMIT');
+        held.checkpoint = checkpoint;
+        return 0;
+      }
+      await follower.apply(events, client);
+      const last = events[events.length - 1]!;
+      await store.advance(client, follower.name, last, events.length);
+      await client.query('COMMIT');
+      held.checkpoint = { tx: last.tx, position: last.position };
+      return events.length;
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw error;
+    } finally {
+      client.off('error', onError);
+      client.release(broken);
+    }
+  }
+
+  /** Logs, once per episode, a follower this process owns going over its lag budget, and coming back. */
+  private async watchLag(): Promise<void> {
+    for (const [name, held] of this.held) {
+      if (!held.checkpoint) continue;
+      const budget = this.options.budgets.get(name) ?? 2_000;
+      try {
+        const { lagMs, lagEvents } = await lagBehind(this.options.pool, held.checkpoint, 10_000);
+        if (lagMs > budget && !held.lagging) {
+          held.lagging = true;
+          this.options.logger.warn({ projection: name, lagMs, lagEvents, budgetMs: budget }, 'projection over its lag budget');
+        } else if (lagMs <= budget && held.lagging) {
+          held.lagging = false;
+          this.options.logger.info({ projection: name, lagMs, budgetMs: budget }, 'projection back within its lag budget');
+        }
+      } catch {
+        // the database is away: the batches say so
+      }
+    }
+  }
+}
+
+/** A projection's handler as a follower: its batches applied to its live tables. */
+export const projectionFollower = (handler: ProjectionHandler): Follower => ({
+  name: handler.name,
+  apply: (events, client) => handler.apply(events, client, handler.tables),
+});

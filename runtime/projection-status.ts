@@ -1,0 +1,37 @@
+// How far each follower of the journal (projections, the export) is behind, against its lag
+// budget (CONTRACT.md section 8): what `ppos projections`, the demo and the dashboard show.
+import type pg from 'pg';
+import { lagBehind } from '../persistence/journal-feed.js';
+import { ProjectionStore, type ProjectionRow } from '../persistence/projection-store.js';
+
+export type ProjectionStatus = 'ok' | 'lagging' | 'stalled' | 'rebuilding';
+
+export interface ProjectionReport {
+  readonly name: string;
+  readonly position: number;
+  readonly lagMs: number;
+  readonly lagEvents: number;
+  readonly budgetMs: number;
+  readonly status: ProjectionStatus;
+  readonly owner: string | null;
+}
+
+/**
+ * Status from the row and the lag: rebuilding while a rebuild runs; stalled when events wait
+ * and nobody applies them (no live owner, or no progress for ten budgets); lagging over budget.
+ */
+export function statusOf(row: ProjectionRow, lagMs: number, lagEvents: number): ProjectionStatus {
+  if (row.rebuilding && row.remainingMs >= 0) return 'rebuilding';
+  if (lagEvents > 0 && (row.owner === null || row.remainingMs < 0 || row.idleMs > Math.max(10_000, 10 * row.budgetMs))) return 'stalled';
+  return lagMs > row.budgetMs ? 'lagging' : 'ok';
+}
+
+export async function projectionReports(pool: pg.Pool): Promise<ProjectionReport[]> {
+  const store = new ProjectionStore(pool);
+  const reports: ProjectionReport[] = [];
+  for (const row of await store.rows()) {
+    const { lagMs, lagEvents } = await lagBehind(pool, row.checkpoint);
+    reports.push({ name: row.name, position: row.checkpoint.position, lagMs, lagEvents, budgetMs: row.budgetMs, status: statusOf(row, lagMs, lagEvents), owner: row.owner });
+  }
+  return reports;
+}

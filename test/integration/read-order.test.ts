@@ -1,0 +1,85 @@
+// The journal's read order (persistence/journal-feed.ts): positions are taken at insert while
+// several commits are in flight, so a row with a smaller position can commit after one with a
+// larger. Here two transactions commit out of order on purpose: a reader that follows
+// positions alone passes the late row for good; the feed waits for it and never skips it.
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FEED_START, readCommitted } from '../../persistence/journal-feed.js';
+import { migrate } from '../../persistence/migrations.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/services.js';
+
+let db: TestDatabase;
+let pool: pg.Pool;
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  pool = new pg.Pool({ connectionString: db.url, max: 4 });
+  await migrate(pool);
+});
+
+afterAll(async () => {
+  await pool?.end();
+  await db?.drop();
+});
+
+const insertEvent = (client: pg.PoolClient, actor: string, seq: number): Promise<pg.QueryResult> =>
+  client.query(
+    `INSERT INTO ppos_events (kind, actor_id, seq, type, data, message_id, machine_version, recorded_at)
+     VALUES ('inventory', $1, $2, 'Received', '{"qty":1}', $3, 2, now()) RETURNING position`,
+    [actor, seq, `m-${actor}-${seq}`],
+  );
+
+describe('reading committed events in order', () => {
+  it('never skips an event whose transaction commits after one with a later position', async () => {
+    const early = await pool.connect();
+    const late = await pool.connect();
+    try {
+      await early.query('BEGIN');
+      await late.query('BEGIN');
+      // `early` takes the smaller position, `late` the larger; `late` commits first.
+      const earlyPosition = Number((await insertEvent(early, 'sku-early', 1)).rows[0].position);
+      const latePosition = Number((await insertEvent(late, 'sku-late', 1)).rows[0].position);
+      expect(earlyPosition).toBeLessThan(latePosition);
+      await late.query('COMMIT');
+
+      // By position, the committed row at latePosition is visible now; a reader that takes it
+      // and moves its checkpoint there would never look at earlyPosition again.
+      const byPosition = await pool.query('SELECT position FROM ppos_events WHERE position > 0 ORDER BY position');
+      expect(byPosition.rows.map((r) => Number(r.position))).toEqual([latePosition]);
+
+      // The feed reads nothing yet: `early` is still running, and anything at or after it may still appear.
+      expect(await readCommitted(pool, FEED_START, 100)).toEqual([]);
+
+      await early.query('COMMIT');
+      const read = await readCommitted(pool, FEED_START, 100);
+      expect(read.map((e) => e.id)).toEqual(['sku-early', 'sku-late']);
+      // And a reader at the first one's place goes on to the second: nothing between them is lost.
+      const rest = await readCommitted(pool, read[0]!, 100);
+      expect(rest.map((e) => e.position)).toEqual([latePosition]);
+    } finally {
+      early.release();
+      late.release();
+    }
+  });
+
+  it('a long-running transaction holds the reader back, and releases it when it ends', async () => {
+    const holder = await pool.connect();
+    try {
+      const before = await readCommitted(pool, FEED_START, 1_000);
+      await holder.query('BEGIN');
+      await insertEvent(holder, 'sku-slow', 1);
+      const other = await pool.connect();
+      try {
+        await insertEvent(other, 'sku-fast', 1);
+      } finally {
+        other.release();
+      }
+      expect((await readCommitted(pool, FEED_START, 1_000)).length).toBe(before.length);
+      await holder.query('ROLLBACK');
+      const after = await readCommitted(pool, FEED_START, 1_000);
+      expect(after.map((e) => e.id).slice(before.length)).toEqual(['sku-fast']);
+    } finally {
+      holder.release();
+    }
+  });
+});
