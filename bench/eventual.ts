@@ -19,7 +19,7 @@ export interface LagFigures {
 
 export interface EventualRow {
   readonly outstanding: number;
-  /** The same workload twice each, alternately: off, on, off, on. */
+  /** The same workload, alternately: off, on, off, on, ... (after a warm-up round of each). */
   readonly off: readonly LoadResult[];
   readonly on: readonly LoadResult[];
   /** By follower name, over the measurement windows of `on`. */
@@ -31,7 +31,8 @@ export interface EventualResult {
   readonly budgets: Readonly<Record<string, number>>;
 }
 
-const ROUNDS = 2;
+/** Measured rounds per setup and level, after one unmeasured round (a fresh database's first minutes run slower). */
+const ROUNDS = 3;
 const SAMPLE_EVERY_MS = 100;
 
 function figures(values: number[]): LagFigures {
@@ -61,18 +62,18 @@ export async function eventualSection(ctx: BenchContext): Promise<EventualResult
     const off: LoadResult[] = [];
     const on: LoadResult[] = [];
     const lagValues = new Map<string, number[]>();
-    for (let round = 0; round < ROUNDS; round += 1) {
+    for (let round = -1; round < ROUNDS; round += 1) {
       for (const setup of setups) {
         const node = await startNode(ctx.cleanup, ctx.nats.url, setup.db.url, `bench-eventual-${setup.name}-${ctx.runTag}`, setup.args);
         try {
-          ctx.progress(`eventual: followers ${setup.name}, ${ctx.settings.actors} actors, ${outstanding} outstanding (round ${round + 1})`);
+          ctx.progress(`eventual: followers ${setup.name}, ${ctx.settings.actors} actors, ${outstanding} outstanding (${round < 0 ? 'warm-up' : `round ${round + 1}`})`);
           await ctx.settle();
           const windowStart = performance.now() + ctx.settings.warmupMs;
           let sampling = true;
           const sampler = (async () => {
             while (sampling) {
               const at = performance.now();
-              if (setup.name === 'on' && at >= windowStart) {
+              if (setup.name === 'on' && round >= 0 && at >= windowStart) {
                 for (const report of await projectionReports(setup.db.pool)) {
                   const values = lagValues.get(report.name) ?? [];
                   values.push(report.lagMs);
@@ -97,7 +98,7 @@ export async function eventualSection(ctx: BenchContext): Promise<EventualResult
           );
           sampling = false;
           await sampler;
-          (setup.name === 'on' ? on : off).push(result);
+          if (round >= 0) (setup.name === 'on' ? on : off).push(result);
         } finally {
           await node.stop();
         }

@@ -233,8 +233,8 @@ export function renderReport(results: BenchResults): string {
     out.push('');
     out.push(
       `The ${n0(results.ppos?.[0]?.workload.actors ?? 1000)}-actor workload against a node running the projections (stock, workorders) and the export to JetStream ` +
-        '(the default), and against one started with `--followers none`, alternately (off, on, off, on), each on its own database. ' +
-        'cmd/s is the mean of the two windows. Lag is the age of the oldest committed event a follower has not applied (0 when caught up), ' +
+        '(the default), and against one started with `--followers none`, alternately (off, on, off, on, ...), each on its own database, after one unmeasured round of each. ' +
+        'cmd/s is the mean of the windows. Lag is the age of the oldest committed event a follower has not applied (0 when caught up), ' +
         'sampled every 100 ms during the measurement windows with followers on; budgets ' +
         Object.entries(e.budgets).map(([name, budget]) => `${name} ${n0(budget)} ms`).join(', ') +
         '.',
@@ -253,7 +253,9 @@ export function renderReport(results: BenchResults): string {
       ),
     );
     out.push('');
-    out.push(`Windows: off ${e.rows.map((r) => `${r.outstanding}: ${r.off.map((x) => n0(x.perSecond)).join(', ')}`).join('; ')}; on ${e.rows.map((r) => `${r.outstanding}: ${r.on.map((x) => n0(x.perSecond)).join(', ')}`).join('; ')}.`);
+    const windows = (pick: (r: (typeof e.rows)[number]) => readonly LoadResult[]): string =>
+      e.rows.map((r) => `${r.outstanding}: ${pick(r).map((x) => `${n0(x.perSecond)} (node ${pct(x.serverCpu)}, PostgreSQL ${pct(x.postgresCpu)}, machine ${pct(x.machineCpu)})`).join(', ')}`).join('; ');
+    out.push(`Windows, cmd/s and CPU (% of one core): off ${windows((r) => r.off)}; on ${windows((r) => r.on)}.`);
     out.push('');
   }
 

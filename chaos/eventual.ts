@@ -81,7 +81,15 @@ export async function waitForFollowers(pool: pg.Pool, deadlineMs: number): Promi
       const { lagEvents } = await lagBehind(pool, row.checkpoint);
       if (lagEvents > 0) behind.push(`${row.name} ${lagEvents} events behind`);
     }
-    if (behind.length === 0) return { name: 'followers_caught_up', ok: true, detail: 'stock, workorders and the export applied every committed event' };
+    if (behind.length === 0) {
+      // Caught up, each has applied exactly as many events as the journal holds (nothing here
+      // rebuilds): one applied twice, or skipped, shows in the count even where the read model
+      // or the stream's duplicate window would hide it.
+      const journaled = Number((await pool.query('SELECT count(*) AS n FROM ppos_events')).rows[0].n);
+      const miscounted = (await store.rows()).filter((row) => row.appliedEvents !== journaled).map((row) => `${row.name} applied ${row.appliedEvents} events, the journal holds ${journaled}`);
+      if (miscounted.length > 0) return { name: 'followers_caught_up', ok: false, detail: miscounted.join(', ') };
+      return { name: 'followers_caught_up', ok: true, detail: `stock, workorders and the export applied every committed event once (${journaled})` };
+    }
     await sleep(250);
   }
   return { name: 'followers_caught_up', ok: false, detail: `after ${deadlineMs / 1000} s: ${behind.join(', ')}` };

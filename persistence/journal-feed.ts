@@ -30,12 +30,14 @@ export type Queryable = Pick<pg.Pool | pg.PoolClient, 'query'>;
 /** Up to `limit` committed events after `after`, in read order, from below the horizon. */
 export async function readCommitted(db: Queryable, after: FeedPosition, limit: number, through?: FeedPosition): Promise<FedEvent[]> {
   const result = await db.query(
-    `SELECT tx::text AS tx, position, kind, actor_id, seq, type, data, message_id, correlation_id, causation_id, recorded_at
-     FROM ppos_events
-     WHERE (tx, position) > ($1::xid8, $2::bigint)
-       AND tx < pg_snapshot_xmin(pg_current_snapshot())
-       AND ($4::xid8 IS NULL OR (tx, position) <= ($4::xid8, $5::bigint))
-     ORDER BY tx, position
+    // `e.tx`, qualified: a bare `tx` in ORDER BY names the text column of the output, and
+    // '1000' sorts before '999'.
+    `SELECT e.tx::text AS tx, e.position, e.kind, e.actor_id, e.seq, e.type, e.data, e.message_id, e.correlation_id, e.causation_id, e.recorded_at
+     FROM ppos_events e
+     WHERE (e.tx, e.position) > ($1::xid8, $2::bigint)
+       AND e.tx < pg_snapshot_xmin(pg_current_snapshot())
+       AND ($4::xid8 IS NULL OR (e.tx, e.position) <= ($4::xid8, $5::bigint))
+     ORDER BY e.tx, e.position
      LIMIT $3`,
     [after.tx, after.position, limit, through?.tx ?? null, through?.position ?? 0],
   );

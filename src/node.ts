@@ -189,7 +189,7 @@ export async function startNode(config: NodeConfig, rootLogger: Logger, deps: No
   await service.start();
   // The journal's followers (projections, the export to JetStream): each run by one node at a time.
   const followers: Follower[] = config.followers.map((name) =>
-    name === EXPORT_NAME ? new JournalExport(nc) : projectionFollower(builtInProjections.get(name)!),
+    name === EXPORT_NAME ? new JournalExport(nc, config.nats.inboxPrefix) : projectionFollower(builtInProjections.get(name)!),
   );
   const runner = new ProjectionRunner({
     pool: journal.pool,

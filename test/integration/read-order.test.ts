@@ -83,3 +83,34 @@ describe('reading committed events in order', () => {
     }
   });
 });
+
+describe('the read order is numeric in the transaction id', () => {
+  it('reads every event once, in order, across transaction ids of different lengths, in batches of any size', async () => {
+    // Transaction ids long finished (far below any live one), set by hand so that their
+    // decimal texts sort differently from their numbers: '1000' < '999' as text.
+    const txs = ['9', '10', '99', '100', '999', '1000'];
+    // On a young cluster, spend transaction ids until these are all in the past.
+    while (Number((await pool.query('SELECT pg_current_xact_id()::text AS xid')).rows[0].xid) <= 1_001) continue;
+    for (const [i, tx] of txs.entries()) {
+      await pool.query(
+        `INSERT INTO ppos_events (kind, actor_id, seq, type, data, message_id, machine_version, recorded_at, tx)
+         VALUES ('inventory', 'sku-digits', $1, 'Received', '{"qty":1}', $2, 2, now(), $3::xid8)`,
+        [i + 1, `m-digits-${i + 1}`, tx],
+      );
+    }
+    const expected = (await pool.query('SELECT position FROM ppos_events ORDER BY tx, position')).rows.map((r) => Number(r.position));
+    for (const batch of [1, 2, 3, 1_000]) {
+      const read: number[] = [];
+      let after = FEED_START;
+      for (;;) {
+        const events = await readCommitted(pool, after, batch);
+        if (events.length === 0) break;
+        read.push(...events.map((e) => e.position));
+        after = events[events.length - 1]!;
+      }
+      expect(read, `batches of ${batch}`).toEqual(expected);
+    }
+    const digits = await readCommitted(pool, FEED_START, 1_000);
+    expect(digits.filter((e) => e.id === 'sku-digits').map((e) => e.tx)).toEqual(txs);
+  });
+});
