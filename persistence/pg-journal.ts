@@ -230,6 +230,20 @@ interface AppendOutcomeRow {
   readonly position: number | null;
 }
 
+/** A dedupe record as read with REPLY_EVENT_JOIN's event place. */
+interface DedupeRow {
+  readonly fingerprint: string;
+  readonly reply: StoredReply;
+  readonly seq: number;
+  readonly tx: string | null;
+  readonly position: number | null;
+}
+
+function recordOf(messageId: string, row: DedupeRow): DedupeRecord {
+  const token = tokenOf(row);
+  return { messageId, fingerprint: row.fingerprint, reply: row.reply, seq: row.seq, ...(token ? { token } : {}) };
+}
+
 const tokenOf = (row: { tx: string | null; position: number | string | null }): string | undefined =>
   row.tx === null || row.position === null ? undefined : commitToken(row.tx, Number(row.position));
 
@@ -252,8 +266,7 @@ function outcomesOf(batch: readonly AppendUnit[], rows: readonly AppendOutcomeRo
     else if (row.outcome === 'facts') results[row.unit] = { status: 'facts' };
     else {
       const records = repeats.get(row.unit) ?? [];
-      const token = tokenOf(row);
-      records.push({ messageId: row.message_id!, fingerprint: row.fingerprint!, reply: row.reply!, seq: row.seq!, ...(token ? { token } : {}) });
+      records.push(recordOf(row.message_id!, row as DedupeRow));
       repeats.set(row.unit, records);
     }
   }
@@ -365,41 +378,60 @@ export class PgJournal implements Journal {
   /**
    * The connection broke after the statement was sent: find out, per unit, whether it committed.
    * First the backend that ran it must be gone or idle (else a commit could still land after the
-   * look), then each unit's first dedupe record tells: there with the fingerprint and seq this
-   * unit wrote, it committed; absent, it did not. When that cannot be learnt in time, the unit's
-   * outcome stays unknown (an ambiguous error), and its command is not answered "not applied".
+   * look), then the dedupe records of each unit's message ids tell. Every one there exactly as
+   * this unit wrote it (fingerprint, seq, reply, time received): it committed. None there: it
+   * did not. Some there, but not as written: they were recorded before, by the commands these
+   * repeat, and this unit wrote nothing (the statement would have answered `seen`); it is a
+   * duplicate, answered from those records, never with the repeat's own new decision. When none
+   * of this can be learnt in time, the unit's outcome stays unknown (an ambiguous error), and
+   * its command is not answered "not applied".
    */
   private async findOutcomes(units: readonly AppendUnit[], unknown: CommitOutcomeUnknown): Promise<(UnitResult | Error)[]> {
     const lost = `journal connection lost while committing: ${unknown.message}`;
     if (unknown.backendPid === undefined) return units.map(() => new JournalUnavailableError(lost, true, { cause: unknown.failure }));
-    const firsts = units.map((unit) => unitRows(unit, 0)[0]!);
+    const written = units.flatMap((unit, index) => unitRows(unit, index));
+    const column = (name: string): unknown[] => written.map((row) => row[name]);
     // Retried until the deadline: the database may be briefly unreachable (the very reason the
     // connection broke), and the answer is worth a wait; the sender's retry covers a longer one.
     for (const deadline = Date.now() + this.outcomeLookupMs; Date.now() < deadline; await sleep(100)) {
       try {
         if (await this.backendBusy(unknown.backendPid)) continue;
         const found = await this.query(
-          `SELECT r.ord, d.fingerprint, d.seq FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS r(kind, actor_id, message_id, ord)
-           JOIN ppos_dedupe d ON d.kind = r.kind AND d.actor_id = r.actor_id AND d.message_id = r.message_id`,
-          [firsts.map((f) => f.kind), firsts.map((f) => f.actor_id), firsts.map((f) => f.message_id)],
+          `SELECT i.ord, d.fingerprint, d.reply, d.seq, e.tx::text AS tx, e.position,
+                  (d.fingerprint = i.fingerprint AND d.seq = i.seq AND d.reply::jsonb = i.reply::jsonb AND d.recorded_at = i.recorded_at) AS as_written
+           FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::json[], $7::timestamptz[])
+             WITH ORDINALITY AS i(kind, actor_id, message_id, fingerprint, seq, reply, recorded_at, ord)
+           JOIN ppos_dedupe d ON d.kind = i.kind AND d.actor_id = i.actor_id AND d.message_id = i.message_id
+           ${REPLY_EVENT_JOIN}`,
+          [
+            column('kind'),
+            column('actor_id'),
+            column('message_id'),
+            column('fingerprint'),
+            column('seq'),
+            written.map((row) => JSON.stringify(row.reply)),
+            column('recorded_at'),
+          ],
         );
-        const records = new Map(found.rows.map((row) => [Number(row.ord) - 1, row as { fingerprint: string; seq: number }]));
-        // The committed units' events: their places in the read order are their replies' tokens.
-        const appended = units.flatMap((unit, index) => {
-          const record = records.get(index);
-          return record && record.fingerprint === firsts[index]!.fingerprint ? unitRows(unit, 0).filter((row) => row.event_type !== null) : [];
+        const records = new Map(found.rows.map((row) => [Number(row.ord) - 1, row as DedupeRow & { as_written: boolean }]));
+        const outcomes = units.map((_, index) => {
+          const rows = written.map((row, at) => ({ row, at })).filter(({ row }) => row.unit === index);
+          const present = rows.filter(({ at }) => records.has(at));
+          if (present.length === 0) return 'absent' as const;
+          return present.length === rows.length && present.every(({ at }) => records.get(at)!.as_written) ? ('committed' as const) : present.map(({ row, at }) => recordOf(row.message_id as string, records.get(at)!));
         });
+        // The committed units' events: their places in the read order are their replies' tokens.
+        const appended = written.filter((row) => outcomes[row.unit as number] === 'committed' && row.event_type !== null);
         const placed = await this.query(
           `SELECT e.message_id, e.tx::text AS tx, e.position FROM unnest($1::text[], $2::text[], $3::text[]) AS r(kind, actor_id, message_id)
            JOIN ppos_events e ON e.kind = r.kind AND e.actor_id = r.actor_id AND e.message_id = r.message_id`,
           [appended.map((a) => a.kind), appended.map((a) => a.actor_id), appended.map((a) => a.message_id)],
         );
         const tokens = new Map(placed.rows.map((row) => [row.message_id as string, tokenOf(row as { tx: string; position: number })!]));
-        return firsts.map((first, index): UnitResult | Error => {
-          const record = records.get(index);
-          if (!record) return new JournalUnavailableError(`${lost}; it did not commit`, false, { cause: unknown.failure });
-          if (record.fingerprint === first.fingerprint && record.seq === first.seq) return { status: 'committed', tokens };
-          return new JournalUnavailableError(`${lost}; the message id was recorded by another write`, true, { cause: unknown.failure });
+        return outcomes.map((outcome): UnitResult | Error => {
+          if (outcome === 'absent') return new JournalUnavailableError(`${lost}; it did not commit`, false, { cause: unknown.failure });
+          if (outcome === 'committed') return { status: 'committed', tokens };
+          return { status: 'duplicate', records: outcome };
         });
       } catch {
         // not reachable yet: look again
@@ -520,10 +552,8 @@ export class PgJournal implements Journal {
        WHERE d.kind = $1 AND d.actor_id = $2 AND d.message_id = $3`,
       [ref.kind, ref.id, messageId],
     );
-    const row = result.rows[0];
-    if (!row) return null;
-    const token = tokenOf(row as { tx: string | null; position: number | null });
-    return { messageId, fingerprint: row.fingerprint, reply: row.reply as StoredReply, seq: row.seq, ...(token ? { token } : {}) };
+    const row = result.rows[0] as DedupeRow | undefined;
+    return row ? recordOf(messageId, row) : null;
   }
 
   async presentFacts(ref: ActorRef, keys: readonly string[]): Promise<string[]> {
