@@ -258,3 +258,6 @@ export const inventory: ActorKind = {
   invariants: ['reserved_within_on_hand', 'reserved_matches_reservations'],
   invariantFailures,
 };
+
+/** The inventory kind's commands, for a typed client (`clientFor(client, inventoryCommands)`). */
+export const inventoryCommands = { kind: 'inventory', commandSchemas: payloads } as const;

@@ -113,6 +113,10 @@ export interface ActorKind {
   openSaga?(state: AnyMachineSnapshot): string | null;
   /** The saga that `before → after` settled, if it did. */
   settlement?(before: AnyMachineSnapshot, after: AnyMachineSnapshot): SagaSettlement | null;
+  /** The version events of `type` are written at (absent: 1 for every type); see event-version.ts. */
+  eventVersion?(type: string): number;
+  /** `event`, written at `fromVersion` of its type, in the shape of version `fromVersion + 1`. Throws when it cannot. */
+  upcast?(event: DomainEvent, fromVersion: number): DomainEvent;
   /** Names of the domain invariants `invariantFailures` checks. */
   readonly invariants: readonly string[];
   /** Domain invariants that must hold after every event; each failure names its invariant. */

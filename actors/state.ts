@@ -1,6 +1,7 @@
 // Stepping an actor kind's machine purely: the same functions serve live handling,
 // recovery, time travel and verification, so they cannot drift apart.
 import { createActor, type AnyActorScope, type AnyMachineSnapshot, type AnyStateMachine } from 'xstate';
+import { currentEvent } from './event-version.js';
 import type { ActorKind, DomainEvent } from './kind.js';
 
 /**
@@ -52,11 +53,12 @@ export class EventRefusedError extends Error {
 }
 
 /**
- * Applies one journaled event. Actions are discarded: effects are derived from state,
+ * Applies one journaled event, upcast to its type's current shape. Actions are discarded: effects are derived from state,
  * never replayed. A journaled event the machine refuses means the journal was written by
  * another machine version or is corrupt, so it is an error, never silently skipped.
  */
-export function applyEvent(kind: ActorKind, state: AnyMachineSnapshot, event: DomainEvent): AnyMachineSnapshot {
+export function applyEvent(kind: ActorKind, state: AnyMachineSnapshot, journaled: DomainEvent): AnyMachineSnapshot {
+  const event = currentEvent(kind, journaled);
   if (!state.can(event as never)) throw new EventRefusedError(kind.kind, event);
   return kind.machine.transition(state as never, event as never, inertScope(kind.machine)) as AnyMachineSnapshot;
 }

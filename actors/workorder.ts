@@ -427,3 +427,6 @@ export const workorder: ActorKind = {
   invariants: ['workorder_lines_match_status', 'workorder_stage_in_range'],
   invariantFailures,
 };
+
+/** The work order kind's commands, for a typed client (`clientFor(client, workorderCommands)`). */
+export const workorderCommands = { kind: 'workorder', commandSchemas: payloads } as const;

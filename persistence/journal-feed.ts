@@ -4,6 +4,7 @@
 // position) order, and only below the oldest transaction still running, a reader never passes
 // a row that could still appear behind it. (The PostgreSQL event stores read the same way.)
 import type pg from 'pg';
+import { withVersion } from '../actors/event-version.js';
 import type { DomainEvent } from '../actors/kind.js';
 
 /** A place in the read order; `tx` is an xid8 as decimal text (it outgrows 2^53). */
@@ -32,7 +33,7 @@ export async function readCommitted(db: Queryable, after: FeedPosition, limit: n
   const result = await db.query(
     // `e.tx`, qualified: a bare `tx` in ORDER BY names the text column of the output, and
     // '1000' sorts before '999'.
-    `SELECT e.tx::text AS tx, e.position, e.kind, e.actor_id, e.seq, e.type, e.data, e.message_id, e.correlation_id, e.causation_id, e.recorded_at
+    `SELECT e.tx::text AS tx, e.position, e.kind, e.actor_id, e.seq, e.type, e.data, e.event_version, e.message_id, e.correlation_id, e.causation_id, e.recorded_at
      FROM ppos_events e
      WHERE (e.tx, e.position) > ($1::xid8, $2::bigint)
        AND e.tx < pg_snapshot_xmin(pg_current_snapshot())
@@ -47,7 +48,7 @@ export async function readCommitted(db: Queryable, after: FeedPosition, limit: n
     kind: row.kind as string,
     id: row.actor_id as string,
     seq: Number(row.seq),
-    event: { ...(row.data as Record<string, unknown>), type: row.type as string },
+    event: withVersion({ ...(row.data as Record<string, unknown>), type: row.type as string }, row.event_version as number | null),
     messageId: row.message_id as string,
     correlationId: (row.correlation_id as string | null) ?? null,
     causationId: (row.causation_id as string | null) ?? null,

@@ -45,6 +45,8 @@ export interface JournaledEvent {
 /** One command's contribution to an append: at most one event, and its dedupe record. */
 export interface AppendEntry {
   readonly event: DomainEvent | null;
+  /** The version of its type `event` is written at (absent: 1). */
+  readonly eventVersion?: number | undefined;
   readonly messageId: string;
   readonly fingerprint: string;
   readonly reply: StoredReply;

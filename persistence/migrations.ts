@@ -190,6 +190,16 @@ const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX ppos_proj_workorders_status ON ppos_proj_workorders (status, id);
     `,
   },
+  {
+    version: 7,
+    name: 'event versions',
+    sql: `
+      -- The version of its type an event was written at, null for version 1: kinds evolve
+      -- their events and upcast old ones when they read them (actors/event-version.ts). Null
+      -- by default, so the rows written before stay exactly as they were.
+      ALTER TABLE ppos_events ADD COLUMN event_version smallint;
+    `,
+  },
 ];
 
 /** An arbitrary constant naming ppos's migration lock among the database's advisory locks. */

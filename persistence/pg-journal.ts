@@ -3,6 +3,7 @@
 // nothing, and the expected-seq check is the events' primary key. Many appends share one
 // such statement (group commit) and so one round trip and one fsync.
 import pg from 'pg';
+import { withVersion } from '../actors/event-version.js';
 import type { DomainEvent } from '../actors/kind.js';
 import { GroupCommitter, type GroupCommitOptions } from './group-commit.js';
 import {
@@ -31,7 +32,7 @@ const APPEND_SQL = `
 WITH input AS (
   SELECT * FROM json_to_recordset($1::json) AS t(
     unit integer, ord integer, expected_seq bigint, kind text, actor_id text, message_id text, fingerprint text, reply json, seq bigint,
-    event_type text, event_data jsonb, correlation_id text, causation_id text,
+    event_type text, event_data jsonb, event_version smallint, correlation_id text, causation_id text,
     machine_version integer, epoch bigint, shard integer, recorded_at timestamptz, id_time timestamptz,
     settle_message_id text, settle_reply json, facts_absent text[], facts text[])
 ), fence AS MATERIALIZED (
@@ -84,8 +85,8 @@ WITH input AS (
   SELECT kind, actor_id, message_id, fingerprint, reply, seq, recorded_at, id_time FROM allowed
   RETURNING kind, actor_id, message_id
 ), appended AS (
-  INSERT INTO ppos_events (kind, actor_id, seq, type, data, message_id, correlation_id, causation_id, machine_version, epoch, shard, recorded_at)
-  SELECT i.kind, i.actor_id, i.seq, i.event_type, i.event_data, i.message_id, i.correlation_id, i.causation_id,
+  INSERT INTO ppos_events (kind, actor_id, seq, type, data, event_version, message_id, correlation_id, causation_id, machine_version, epoch, shard, recorded_at)
+  SELECT i.kind, i.actor_id, i.seq, i.event_type, i.event_data, i.event_version, i.message_id, i.correlation_id, i.causation_id,
          i.machine_version, i.epoch, i.shard, i.recorded_at
   FROM allowed i JOIN recorded r USING (kind, actor_id, message_id)
   WHERE i.event_type IS NOT NULL
@@ -119,10 +120,16 @@ UNION ALL SELECT unit, 'facts', NULL, NULL, NULL, NULL, NULL, NULL FROM contradi
 UNION ALL SELECT i.unit, 'event', a.message_id, NULL, NULL, NULL, pg_current_xact_id()::text, a.position
   FROM appended a JOIN allowed i USING (kind, actor_id, message_id)`;
 
-const EVENT_COLUMNS = 'seq, type, data, message_id, correlation_id, causation_id, machine_version, epoch, recorded_at';
+const EVENT_COLUMNS = 'seq, type, data, event_version, message_id, correlation_id, causation_id, machine_version, epoch, recorded_at';
 
-// bigint columns (seq, epoch, position) stay far below 2^53: read them as numbers.
-pg.types.setTypeParser(pg.types.builtins.INT8, (text) => Number.parseInt(text, 10));
+/**
+ * bigint columns (seq, epoch, position) stay far below 2^53: the journal's pool reads them as
+ * numbers. Its own setting, not pg's global one: importing ppos changes nothing in a user's pg.
+ */
+const JOURNAL_TYPES = {
+  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+    oid === pg.types.builtins.INT8 && format !== 'binary' ? (text: string) => Number.parseInt(text, 10) : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
+};
 
 export interface PgJournalOptions {
   readonly connectionString: string;
@@ -174,7 +181,7 @@ function notReached(error: unknown): JournalUnavailableError {
 function eventRow(row: Record<string, unknown>): JournaledEvent {
   return {
     seq: row.seq as number,
-    event: { ...(row.data as Record<string, unknown>), type: row.type as string },
+    event: withVersion({ ...(row.data as Record<string, unknown>), type: row.type as string }, row.event_version as number | null),
     messageId: row.message_id as string,
     correlationId: (row.correlation_id as string | null) ?? null,
     causationId: (row.causation_id as string | null) ?? null,
@@ -201,6 +208,7 @@ function unitRows(unit: AppendUnit, index: number): Record<string, unknown>[] {
       seq,
       event_type: type,
       event_data: entry.event ? data : null,
+      event_version: entry.event && entry.eventVersion !== undefined && entry.eventVersion !== 1 ? entry.eventVersion : null,
       correlation_id: entry.correlationId ?? null,
       causation_id: entry.causationId ?? null,
       machine_version: unit.machineVersion,
@@ -292,6 +300,7 @@ export class PgJournal implements Journal {
     this.outcomeLookupMs = options.outcomeLookupMs ?? 10_000;
     this.pool = new pg.Pool({
       connectionString: options.connectionString,
+      types: JOURNAL_TYPES,
       max: options.poolSize ?? 8,
       connectionTimeoutMillis: 5_000,
       idleTimeoutMillis: 30_000,
@@ -507,11 +516,11 @@ export class PgJournal implements Journal {
     for (;;) {
       // The event's data as one json text with its type folded in: one parse per row, no dates.
       const result = await this.query(
-        `SELECT seq, jsonb_set(data, '{type}', to_jsonb(type)) AS event FROM ppos_events
+        `SELECT seq, jsonb_set(data, '{type}', to_jsonb(type)) AS event, event_version FROM ppos_events
          WHERE kind = $1 AND actor_id = $2 AND seq > $3 AND seq <= $4 ORDER BY seq LIMIT $5`,
         [ref.kind, ref.id, from, toSeq, page],
       );
-      for (const row of result.rows) events.push({ seq: row.seq as number, event: row.event as DomainEvent });
+      for (const row of result.rows) events.push({ seq: row.seq as number, event: withVersion(row.event as DomainEvent, row.event_version as number | null) });
       if (result.rows.length < page) return events;
       from = events[events.length - 1]!.seq;
     }

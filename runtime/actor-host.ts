@@ -4,6 +4,7 @@
 import type { AnyMachineSnapshot } from 'xstate';
 import type { Logger } from 'pino';
 import type { ActorKind, Command, DomainEvent, Facts, SagaSettlement } from '../actors/kind.js';
+import { currentVersion, withVersion } from '../actors/event-version.js';
 import { applyEvent } from '../actors/state.js';
 import {
   JournalUnavailableError,
@@ -293,7 +294,8 @@ export class ActorHost {
     if (decision.outcome === 'reject') {
       return { ...unchanged, stored: { ok: false, error: { code: 'REJECTED', reason: decision.reason, message: decision.message } } };
     }
-    const event = decision.event;
+    // Decided now, so in its type's current shape: marked so, it is never upcast.
+    const event = decision.event && withVersion(decision.event, currentVersion(this.kind, decision.event.type));
     if (event && !state.can(event as never)) {
       const message = `${command.type} is not allowed in state ${JSON.stringify(state.value)}`;
       return { ...unchanged, stored: { ok: false, error: { code: 'REJECTED', reason: 'INVALID_STATE', message } } };
@@ -329,6 +331,7 @@ export class ActorHost {
         ...this.options.fence(this.ref),
         entries: decided.map((d) => ({
           event: d.event,
+          ...(d.event ? { eventVersion: currentVersion(this.kind, d.event.type) } : {}),
           messageId: d.incoming.envelope.id,
           idTime: messageIdTime(d.incoming.envelope.id),
           fingerprint: d.print,

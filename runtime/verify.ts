@@ -2,6 +2,7 @@
 // machines and check what the contract promises, naming each failure. Read-only.
 import type { AnyMachineSnapshot } from 'xstate';
 import type { ActorKind } from '../actors/kind.js';
+import { currentEvent } from '../actors/event-version.js';
 import { applyEvent, initialState, persistState } from '../actors/state.js';
 import { refKey, type ActorRef, type Journal } from '../persistence/journal.js';
 import type { OutboundCommand } from '../actors/kind.js';
@@ -106,7 +107,7 @@ export async function verifyJournals(options: VerifyOptions): Promise<EvidenceRe
         break;
       }
       for (const failure of kind.invariantFailures(state)) fail(failure.invariant, ref, `after event ${journaled.seq}: ${failure.detail}`);
-      for (const fact of kind.eventFacts?.(journaled.event) ?? []) if (!expectedFacts.has(fact)) expectedFacts.set(fact, journaled.seq);
+      for (const fact of kind.eventFacts?.(currentEvent(kind, journaled.event)) ?? []) if (!expectedFacts.has(fact)) expectedFacts.set(fact, journaled.seq);
       const snapshot = snapshots.get(journaled.seq);
       if (snapshot) {
         record.snapshots_checked += 1;

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The `ppos` command (CONTRACT.md section 1). Exit codes: 0 ok, 1 refused/failed, 2 bad usage.
 import { Command, CommanderError, Option } from 'commander';
-import { actorKinds } from '../actors/index.js';
+import { cliKinds, loadCliKinds } from './cli-kinds.js';
 import { ACTOR_ID_PATTERN } from '../actors/schema.js';
 import { refKey, type ActorRef } from '../persistence/journal.js';
 import { loadState } from '../runtime/recovery.js';
@@ -29,8 +29,6 @@ interface CommonOptions extends RawOptions {
   readonly json?: boolean;
 }
 
-const kindNames = [...actorKinds.keys()];
-
 function withConnection(command: Command): Command {
   return command
     .option('--nats <url>', 'NATS server URL(s), comma-separated; nats://user:pass@host or nats://token@host log in, tls:// requires TLS (env PPOS_NATS_URL; default nats://127.0.0.1:4222)')
@@ -42,11 +40,12 @@ function withConnection(command: Command): Command {
     .option('--nats-inbox-prefix <prefix>', 'prefix of this process\'s reply subjects, e.g. _INBOX.alice (env PPOS_NATS_INBOX_PREFIX; default _INBOX)')
     .option('--db <url>', 'PostgreSQL URL of the journal (env PPOS_DATABASE_URL; default: the embedded PostgreSQL)')
     .option('--data-dir <dir>', 'folder of the embedded default (env PPOS_DATA_DIR; default .ppos)')
-    .option('--pretty', 'human-readable logs on stderr');
+    .option('--pretty', 'human-readable logs on stderr')
+    .option('--kinds <module>', 'an ES module exporting your own actor kinds (defineKind), known besides the built-in ones (env PPOS_KINDS)');
 }
 
 function actorRef(kind: string, id: string): ActorRef {
-  if (!actorKinds.has(kind)) throw new UsageError(`unknown kind ${JSON.stringify(kind)}; use one of: ${kindNames.join(', ')}`);
+  if (!cliKinds().has(kind)) throw new UsageError(`unknown kind ${JSON.stringify(kind)}; use one of: ${[...cliKinds().keys()].join(', ')} (your own: --kinds <module>)`);
   if (!ACTOR_ID_PATTERN.test(id)) throw new UsageError(`actor id ${JSON.stringify(id)} must match [A-Za-z0-9_-]{1,128}`);
   return { kind, id };
 }
@@ -105,7 +104,11 @@ export function buildProgram(): Command {
     .description('ppos: durable, exactly-once actors for work orders and inventory, over NATS and PostgreSQL')
     .version('0.1.0')
     .showHelpAfterError()
-    .exitOverride();
+    .exitOverride()
+    // Before any command runs: the user's kinds, so that every command below knows them.
+    .hook('preAction', async (_program, command) => {
+      await loadCliKinds((command.opts() as { kinds?: string }).kinds ?? process.env.PPOS_KINDS);
+    });
 
   withConnection(program.command('start').description('run one runtime node in the foreground until SIGINT/SIGTERM'))
     .option('--node <id>', 'node id (env PPOS_NODE_ID; default a fresh ULID)')
@@ -124,7 +127,7 @@ export function buildProgram(): Command {
     .action(async (options: CommonOptions) => {
       const config = resolveConfig(options);
       const logger = createLogger({ pretty: options.pretty ?? false });
-      const node = await startNode(config, logger);
+      const node = await startNode(config, logger, { kinds: cliKinds() });
       const signalled = new Promise<void>((resolve) => {
         const onSignal = (signal: string): void => {
           logger.info({ signal }, 'stopping');
@@ -261,7 +264,7 @@ export function buildProgram(): Command {
     .action(async (kind: string, id: string, options: CommonOptions & { at?: string }) => {
       const ref = actorRef(kind, id);
       const requested = seqOption('--at', options.at);
-      const actorKind = actorKinds.get(kind)!;
+      const actorKind = cliKinds().get(kind)!;
       const result = await withJournal(options, async (journal) => {
         const head = await journal.headSeq(ref);
         const at = requested ?? head;
@@ -319,7 +322,7 @@ export function buildProgram(): Command {
         const record = await withJournal(options, (journal) =>
           verifyJournals({
             journal,
-            kinds: actorKinds,
+            kinds: cliKinds(),
             ...(actors ? { actors } : { crossChecks: crossActorChecks }),
             ...(liveView ? { liveState: (ref: ActorRef) => liveView.liveState(ref) } : {}),
             duplicatesAnswered: () => journal.duplicatesAnswered(),

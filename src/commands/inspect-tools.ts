@@ -3,7 +3,7 @@
 // (connection flags, actor-ref checks, client and journal scopes) so every command reads alike.
 import type { Command } from 'commander';
 import { projectionReports } from '../../runtime/projection-status.js';
-import { actorKinds } from '../../actors/index.js';
+import { cliKinds } from '../cli-kinds.js';
 import { ACTOR_ID_PATTERN } from '../../actors/schema.js';
 import { refKey, type ActorRef, type Journal, type JournaledEvent } from '../../persistence/journal.js';
 import { diffStates, type StateDiff } from '../../runtime/diff.js';
@@ -129,8 +129,8 @@ const fromJournal = (ref: ActorRef, e: JournaledEvent): FeedLine => ({
 
 /** `*` watches every actor of a kind (or every kind); anything else is checked like any actor ref. */
 function watchTarget(kind: string, id: string): { subject: string; ref: ActorRef | null } {
-  if (kind !== '*' && !actorKinds.has(kind)) {
-    throw new UsageError(`unknown kind ${JSON.stringify(kind)}; use one of: ${[...actorKinds.keys()].join(', ')}, or *`);
+  if (kind !== '*' && !cliKinds().has(kind)) {
+    throw new UsageError(`unknown kind ${JSON.stringify(kind)}; use one of: ${[...cliKinds().keys()].join(', ')}, or *`);
   }
   if (id !== '*' && !ACTOR_ID_PATTERN.test(id)) throw new UsageError(`actor id ${JSON.stringify(id)} must match [A-Za-z0-9_-]{1,128}, or be *`);
   return { subject: `${EVENTS_SUBJECT_PREFIX}.${kind}.${id}`, ref: kind === '*' || id === '*' ? null : { kind, id } };
@@ -145,7 +145,7 @@ export function registerInspectionTools(program: Command, helpers: CliHelpers): 
       const from = helpers.seqOption('<a>', a)!;
       const to = helpers.seqOption('<b>', b)!;
       if (from > to) throw new UsageError(`A must not be after B (got ${from} > ${to})`);
-      const actorKind = actorKinds.get(kind)!;
+      const actorKind = cliKinds().get(kind)!;
       const result = await helpers.withJournal(options, async (journal) => {
         const head = await journal.headSeq(ref);
         if (to > head) return { error: `${refKey(ref)} has ${head} event(s); there is no event ${to}` };
@@ -277,7 +277,7 @@ export function registerInspectionTools(program: Command, helpers: CliHelpers): 
           const dashboard = await startDashboard({
             client,
             journal: opened.journal,
-            kinds: actorKinds,
+            kinds: cliKinds(),
             host,
             port,
             logger,

@@ -1,0 +1,170 @@
+// A user's actor kind from one declaration (CONTRACT.md section 10): zod schemas for its
+// commands and events, a plain-JSON state, how each event evolves the state, how each command
+// decides. The commands, events and state are typed from that one declaration, so a handler
+// that reads a field its schema does not have, emits an event of another shape, or a client
+// that sends an unknown command or a wrong payload, does not compile. The runtime sees an
+// ordinary ActorKind: an XState machine with one transition per event type, built here.
+import { assign, setup, type AnyMachineSnapshot } from 'xstate';
+import type { z } from 'zod';
+import type { ActorKind, Command, Decision, DomainEvent, InvariantFailure } from './kind.js';
+import { describeIssues, parseWith, type PayloadSchemas } from './schema.js';
+
+/** Zod object schemas by name: a kind's commands, or its events (their data, without `type`). */
+export type ObjectSchemas = Readonly<Record<string, z.ZodObject<z.ZodRawShape>>>;
+
+/** An object type without index signatures (zod types `z.object({})` as `Record<string, never>`). */
+type Fields<T> = { [P in keyof T as string extends P ? never : P]: T[P] };
+
+/** An event of the kind, as its handlers see it: `type` plus the fields of its schema. */
+export type EventOf<E extends ObjectSchemas> = { [K in keyof E & string]: { readonly type: K } & Fields<z.output<E[K]>> }[keyof E & string];
+
+/** What a command decides: one event, a rejection, or nothing to journal (`null`, an accepted no-op). */
+export type Outcome<E extends ObjectSchemas> =
+  | { readonly emit: EventOf<E> }
+  | { readonly reject: { readonly reason: string; readonly message: string } }
+  | null;
+
+export interface DecideContext {
+  /** The actor's id. */
+  readonly actorId: string;
+  /** The id of the message being decided. */
+  readonly messageId: string;
+}
+
+/** How old events of one type are brought to its current shape. */
+export interface EventEvolution {
+  /** The version events of this type are written at now (versions start at 1). */
+  readonly version: number;
+  /** By version v: turns the data of a version-v event into version v + 1's. */
+  readonly upcast: Readonly<Record<number, (data: Record<string, unknown>) => Record<string, unknown>>>;
+}
+
+/** What a kind is made of: its name, state, commands and events. */
+export interface KindShape<S extends Record<string, unknown>, C extends ObjectSchemas, E extends ObjectSchemas> {
+  /** The kind's name, its subject token: `[a-z][a-z0-9_-]{0,31}`. */
+  readonly name: string;
+  /** Bump when the state's shape changes: snapshots of other versions are then not used. */
+  readonly stateVersion?: number;
+  /** The state of an actor no event has touched yet (plain JSON). */
+  readonly initial: S;
+  readonly commands: C;
+  /** Commands answered from the state (with `view`) without journaling anything. */
+  readonly queries?: readonly (keyof C & string)[];
+  readonly events: E;
+}
+
+/** How a kind behaves, typed by its shape. */
+export interface KindBehaviour<S extends Record<string, unknown>, C extends ObjectSchemas, E extends ObjectSchemas> {
+  /** The state after each event: pure. The returned state replaces the old one. */
+  readonly evolve: { readonly [K in keyof E & string]: (state: S, event: { readonly type: K } & Fields<z.output<E[K]>>) => S };
+  /** Each command that is not a query: pure, over the state and the parsed payload. */
+  readonly decide: { readonly [K in keyof C & string]?: (state: S, payload: Fields<z.output<C[K]>>, context: DecideContext) => Outcome<E> };
+  /** What a reply and inspection show; keep it bounded (default: the whole state). */
+  readonly view?: (state: S) => Record<string, unknown>;
+  /** Checked after every event by the runtime and `ppos verify`: a message when broken, else null. */
+  readonly invariants?: Readonly<Record<string, (state: S) => string | null>>;
+  /** Event types whose shape changed since events were journaled. */
+  readonly evolution?: { readonly [K in keyof E & string]?: EventEvolution };
+}
+
+/** An actor kind declared with `defineKind`: an ActorKind that also carries its types. */
+export interface DefinedKind<S extends Record<string, unknown>, C extends ObjectSchemas, E extends ObjectSchemas> extends ActorKind {
+  readonly commandSchemas: C;
+  readonly eventSchemas: E;
+  /** Types only (never set at run time): the state, commands and events of the kind. */
+  readonly types?: { readonly state: S; readonly commands: C; readonly events: E };
+}
+
+const KIND_NAME = /^[a-z][a-z0-9_-]{0,31}$/;
+/** A context key holding the user's state, so that replacing it whole is one assignment. */
+const STATE = 'state';
+
+/**
+ * Declares a kind in two steps of one expression: its shape (which fixes the types), then its
+ * behaviour, whose handlers are typed by that shape:
+ * `defineKind({ name, initial, commands, events }).behaviour({ evolve, decide })`.
+ */
+export function defineKind<S extends Record<string, unknown>, C extends ObjectSchemas, E extends ObjectSchemas>(
+  shape: KindShape<S, C, E>,
+): { behaviour(behaviour: KindBehaviour<S, C, E>): DefinedKind<S, C, E> } {
+  return { behaviour: (behaviour) => buildKind(shape, behaviour) };
+}
+
+function buildKind<S extends Record<string, unknown>, C extends ObjectSchemas, E extends ObjectSchemas>(shape: KindShape<S, C, E>, behaviour: KindBehaviour<S, C, E>): DefinedKind<S, C, E> {
+  const declaration = { ...shape, ...behaviour };
+  const { name, commands, events } = declaration;
+  if (!KIND_NAME.test(name)) throw new Error(`kind name ${JSON.stringify(name)} must match ${KIND_NAME.source}`);
+  const queries = new Set<string>(declaration.queries ?? []);
+  for (const type of Object.keys(commands)) {
+    if (!queries.has(type) && !Object.hasOwn(declaration.decide, type)) throw new Error(`${name}: command ${type} is neither a query nor decided`);
+  }
+  for (const type of Object.keys(events)) {
+    if (!Object.hasOwn(declaration.evolve, type)) throw new Error(`${name}: event ${type} has no evolve handler`);
+  }
+  const evolution = (declaration.evolution ?? {}) as Readonly<Record<string, EventEvolution | undefined>>;
+  for (const [type, declared] of Object.entries(evolution)) {
+    if (!declared) continue;
+    for (let version = 1; version < declared.version; version += 1) {
+      if (typeof declared.upcast[version] !== 'function') throw new Error(`${name}: event ${type} is at version ${declared.version} but has no upcaster from version ${version}`);
+    }
+  }
+
+  // The handlers, keyed by plain strings: the declaration's mapped types are for its author.
+  const evolveByType = declaration.evolve as unknown as Readonly<Record<string, (state: S, event: DomainEvent) => S>>;
+  const decideByType = declaration.decide as unknown as Readonly<Record<string, ((state: S, payload: unknown, context: DecideContext) => Outcome<E>) | undefined>>;
+  const stateOf = (snapshot: AnyMachineSnapshot): S => (snapshot.context as Record<string, S>)[STATE]!;
+
+  const machine = setup({ types: { context: {} as Record<string, S>, events: {} as DomainEvent } }).createMachine({
+    id: name,
+    context: { [STATE]: declaration.initial },
+    on: Object.fromEntries(
+      Object.keys(events).map((type) => [type, { actions: assign(({ context, event }) => ({ [STATE]: evolveByType[type]!(context[STATE]!, event) })) }]),
+    ),
+  });
+
+  const eventSchemas = events as Readonly<Record<string, z.ZodObject<z.ZodRawShape>>>;
+  const invariants = Object.entries(declaration.invariants ?? {});
+
+  return {
+    kind: name,
+    machineVersion: declaration.stateVersion ?? 1,
+    machine,
+    queries,
+    commands: new Set(Object.keys(commands)),
+    commandSchemas: commands,
+    eventSchemas: events,
+    parseCommand: (type, payload) => parseWith(name, commands as unknown as PayloadSchemas, type, payload),
+    decide(snapshot: AnyMachineSnapshot, command: Command, actorId: string, messageId: string): Decision {
+      const handler = decideByType[command.type];
+      if (!handler) return { outcome: 'reject', reason: 'UNKNOWN_COMMAND', message: `${name} does not decide ${command.type}` };
+      const outcome = handler(stateOf(snapshot), command.payload, { actorId, messageId });
+      if (outcome === null) return { outcome: 'accept', event: null };
+      if ('reject' in outcome) return { outcome: 'reject', reason: outcome.reject.reason, message: outcome.reject.message };
+      const { type, ...data } = outcome.emit as DomainEvent;
+      const schema = Object.hasOwn(eventSchemas, type) ? eventSchemas[type] : undefined;
+      if (!schema) throw new Error(`${name}: ${command.type} emitted ${JSON.stringify(type)}, which is not one of its events`);
+      // The handler's own bug, caught before anything is journaled.
+      const parsed = schema.safeParse(data);
+      if (!parsed.success) throw new Error(`${name}: ${command.type} emitted ${type} that does not match its schema: ${describeIssues(parsed.error)}`);
+      return { outcome: 'accept', event: { ...(parsed.data as Record<string, unknown>), type } };
+    },
+    view: (snapshot) => (declaration.view ? declaration.view(stateOf(snapshot)) : stateOf(snapshot)),
+    eventVersion: (type) => evolution[type]?.version ?? 1,
+    upcast(event: DomainEvent, fromVersion: number): DomainEvent {
+      const step = evolution[event.type]?.upcast[fromVersion];
+      if (!step) throw new Error(`${name} has no upcaster for ${event.type} from version ${fromVersion}`);
+      const { type, ...data } = event;
+      return { ...step(data), type };
+    },
+    invariants: invariants.map(([invariant]) => invariant),
+    invariantFailures(snapshot: AnyMachineSnapshot): InvariantFailure[] {
+      const state = stateOf(snapshot);
+      const failures: InvariantFailure[] = [];
+      for (const [invariant, check] of invariants) {
+        const detail = check(state);
+        if (detail !== null) failures.push({ invariant, detail });
+      }
+      return failures;
+    },
+  };
+}
