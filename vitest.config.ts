@@ -4,6 +4,7 @@ export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
     globalSetup: ['test/global-setup.ts'],
+    setupFiles: ['test/setup-pg-types.ts'],
     pool: 'forks',
     testTimeout: 60_000,
     hookTimeout: 60_000,

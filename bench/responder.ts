@@ -12,6 +12,7 @@
 // Forked by the bench with an IPC channel: 'stats' asks for (and resets) its counters.
 import { connect, type Msg } from '@nats-io/transport-node';
 import pg from 'pg';
+import { JOURNAL_TYPES } from '../persistence/pg-types.js';
 
 const [mode, poolSizeArg, subjectPrefix = 'ppos.cmd'] = process.argv.slice(2);
 const natsUrl = process.env.PPOS_NATS_URL;
@@ -176,7 +177,7 @@ async function main(): Promise<void> {
   if (mode === 'echo') {
     onMessage = (msg) => msg.respond('{"ok":true,"duplicate":false,"events":[],"state":{}}');
   } else if (mode === 'serializable') {
-    pool = new pg.Pool({ connectionString: databaseUrl, max: poolSize, application_name: 'ppos-bench-a' });
+    pool = new pg.Pool({ connectionString: databaseUrl, max: poolSize, application_name: 'ppos-bench-a', types: JOURNAL_TYPES });
     pool.on('error', () => undefined);
     await pool.query(SCHEMA);
     const db = pool;

@@ -6,6 +6,7 @@ import { once } from 'node:events';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { JOURNAL_TYPES } from '../persistence/pg-types.js';
 import { ulid } from 'ulid';
 import { migrate } from '../persistence/migrations.js';
 import { PrivateNatsServer } from '../src/nats-server.js';
@@ -69,7 +70,7 @@ export async function createDatabase(cleanup: Cleanup): Promise<BenchDatabase> {
   }
   const url = new URL(ADMIN_PG_URL);
   url.pathname = `/${name}`;
-  const pool = new pg.Pool({ connectionString: url.toString(), max: 8 });
+  const pool = new pg.Pool({ connectionString: url.toString(), max: 8, types: JOURNAL_TYPES });
   pool.on('error', () => undefined);
   cleanup.add(`database ${name}`, async () => {
     await pool.end().catch(() => undefined);

@@ -5,6 +5,7 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import pg from 'pg';
+import { JOURNAL_TYPES } from '../persistence/pg-types.js';
 import { ulid } from 'ulid';
 import { PgJournal } from '../persistence/pg-journal.js';
 import type { EvidenceRecord } from '../runtime/verify.js';
@@ -182,7 +183,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     });
     log(`database ${dbName}, nats ${nats.url}, nodes ${args.join(' ')}`);
     await nodes.start();
-    admin = new pg.Pool({ connectionString: databaseUrl, max: 3 });
+    admin = new pg.Pool({ connectionString: databaseUrl, max: 3, types: JOURNAL_TYPES });
     admin.on('error', () => undefined);
     journal = new PgJournal({ connectionString: databaseUrl, poolSize: 2 });
     client = await PposClient.connect(nats.url, 'ppos-chaos');

@@ -6,6 +6,7 @@ import pg from 'pg';
 import { withVersion } from '../actors/event-version.js';
 import type { DomainEvent } from '../actors/kind.js';
 import { GroupCommitter, type GroupCommitOptions } from './group-commit.js';
+import { JOURNAL_TYPES } from './pg-types.js';
 import {
   JournalUnavailableError,
   type ActorRef,
@@ -122,14 +123,6 @@ UNION ALL SELECT i.unit, 'event', a.message_id, NULL, NULL, NULL, pg_current_xac
 
 const EVENT_COLUMNS = 'seq, type, data, event_version, message_id, correlation_id, causation_id, machine_version, epoch, recorded_at';
 
-/**
- * bigint columns (seq, epoch, position) stay far below 2^53: the journal's pool reads them as
- * numbers. Its own setting, not pg's global one: importing ppos changes nothing in a user's pg.
- */
-const JOURNAL_TYPES = {
-  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
-    oid === pg.types.builtins.INT8 && format !== 'binary' ? (text: string) => Number.parseInt(text, 10) : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
-};
 
 export interface PgJournalOptions {
   readonly connectionString: string;

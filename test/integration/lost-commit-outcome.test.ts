@@ -46,7 +46,8 @@ async function withLostConnection<T>(append: () => Promise<T>): Promise<T> {
     for (let i = 0; i < 250 && pid === undefined; i += 1) {
       await new Promise((resolve) => setTimeout(resolve, 20));
       const waiting = await admin.query(
-        "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND state = 'active' AND wait_event_type = 'Lock' AND query LIKE '%ppos_shard_leases%'",
+        // The journal's own connections (application_name 'ppos'); the test's pools have none.
+        "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND application_name = 'ppos' AND state = 'active' AND wait_event_type = 'Lock'",
         [db.name],
       );
       pid = waiting.rows[0]?.pid as number | undefined;
