@@ -4,19 +4,8 @@
 // workOrderId, belongs to no work order). Work orders with an open saga are left out: their
 // reservations are legitimately in motion.
 import type { InventoryContext } from './inventory.js';
+import type { ActorContext, CrossFailure, CrossInvariant } from './kind.js';
 import type { WorkOrderContext } from './workorder.js';
-
-export interface ActorContext {
-  readonly kind: string;
-  readonly id: string;
-  readonly value: unknown;
-  readonly context: unknown;
-}
-
-export interface CrossFailure {
-  readonly actor?: string;
-  readonly detail: string;
-}
 
 const HOLDING = new Set(['releasing', 'released', 'in_progress']);
 
@@ -56,3 +45,6 @@ export function reservationsMatchWorkOrders(actors: Iterable<ActorContext>): Cro
   }
   return failures;
 }
+
+/** Registered by the work order kind: it names the inventory reservations its sagas hold. */
+export const workOrderReservations: CrossInvariant = { name: 'workorder_reservations_match_inventory', check: reservationsMatchWorkOrders };

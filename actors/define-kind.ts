@@ -6,7 +6,7 @@
 // ordinary ActorKind: an XState machine with one transition per event type, built here.
 import { assign, setup, type AnyMachineSnapshot } from 'xstate';
 import type { z } from 'zod';
-import type { ActorKind, Command, Decision, DomainEvent, InvariantFailure } from './kind.js';
+import type { ActorContext, ActorKind, Command, CrossFailure, Decision, DomainEvent, InvariantFailure } from './kind.js';
 import { describeIssues, parseWith, type PayloadSchemas } from './schema.js';
 
 /** Zod object schemas by name: a kind's commands, or its events (their data, without `type`). */
@@ -45,6 +45,8 @@ export interface KindShape<S extends Record<string, unknown>, C extends ObjectSc
   readonly name: string;
   /** Bump when the state's shape changes: snapshots of other versions are then not used. */
   readonly stateVersion?: number;
+  /** At least this many events between snapshots (default: the node's `--snapshot-every`). */
+  readonly snapshotEvery?: number;
   /** The state of an actor no event has touched yet (plain JSON). */
   readonly initial: S;
   readonly commands: C;
@@ -63,6 +65,8 @@ export interface KindBehaviour<S extends Record<string, unknown>, C extends Obje
   readonly view?: (state: S) => Record<string, unknown>;
   /** Checked after every event by the runtime and `ppos verify`: a message when broken, else null. */
   readonly invariants?: Readonly<Record<string, (state: S) => string | null>>;
+  /** Invariants across actors (of any kinds) that `verify --all` checks: failures, or none. */
+  readonly crossInvariants?: Readonly<Record<string, (actors: Iterable<ActorContext>) => CrossFailure[]>>;
   /** Event types whose shape changed since events were journaled. */
   readonly evolution?: { readonly [K in keyof E & string]?: EventEvolution };
 }
@@ -128,6 +132,8 @@ function buildKind<S extends Record<string, unknown>, C extends ObjectSchemas, E
   return {
     kind: name,
     machineVersion: declaration.stateVersion ?? 1,
+    ...(declaration.snapshotEvery === undefined ? {} : { snapshotEvery: declaration.snapshotEvery }),
+    crossInvariants: Object.entries(declaration.crossInvariants ?? {}).map(([invariant, check]) => ({ name: invariant, check })),
     machine,
     queries,
     commands: new Set(Object.keys(commands)),

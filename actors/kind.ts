@@ -78,6 +78,25 @@ export interface InvariantFailure {
   readonly detail: string;
 }
 
+/** An actor's replayed state, as a cross-actor invariant reads it. */
+export interface ActorContext {
+  readonly kind: string;
+  readonly id: string;
+  readonly value: unknown;
+  readonly context: unknown;
+}
+
+export interface CrossFailure {
+  readonly actor?: string;
+  readonly detail: string;
+}
+
+/** An invariant over many actors' states (of any kinds), checked by `ppos verify --all` once sagas settle. */
+export interface CrossInvariant {
+  readonly name: string;
+  check(actors: Iterable<ActorContext>): CrossFailure[];
+}
+
 export interface ActorKind {
   readonly kind: string;
   /** Bumped whenever the machine or context shape changes; snapshots of other versions are ignored. */
@@ -117,6 +136,10 @@ export interface ActorKind {
   eventVersion?(type: string): number;
   /** `event`, written at `fromVersion` of its type, in the shape of version `fromVersion + 1`. Throws when it cannot. */
   upcast?(event: DomainEvent, fromVersion: number): DomainEvent;
+  /** At least this many events between snapshots, for this kind (absent: the node's `--snapshot-every`). */
+  readonly snapshotEvery?: number;
+  /** Invariants across actors this kind takes part in; `verify --all` checks each once, by name. */
+  readonly crossInvariants?: readonly CrossInvariant[];
   /** Names of the domain invariants `invariantFailures` checks. */
   readonly invariants: readonly string[];
   /** Domain invariants that must hold after every event; each failure names its invariant. */

@@ -3,6 +3,7 @@
 // journaled state (`pendingEffects`), so a work order reactivated mid-saga simply carries on.
 import { assign, setup, type AnyMachineSnapshot } from 'xstate';
 import { z } from 'zod';
+import { workOrderReservations } from './cross-invariants.js';
 import { ANSWER_COMMAND, type ActorKind, type Decision, type InvariantFailure, type OutboundCommand, type SagaSettlement } from './kind.js';
 import { actorId, emptyPayload, parseWith, positiveQty, safeText, type PayloadSchemas } from './schema.js';
 
@@ -425,6 +426,7 @@ export const workorder: ActorKind = {
   openSaga,
   settlement,
   invariants: ['workorder_lines_match_status', 'workorder_stage_in_range'],
+  crossInvariants: [workOrderReservations],
   invariantFailures,
 };
 

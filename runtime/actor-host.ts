@@ -595,7 +595,7 @@ export class ActorHost {
    * times (a large state is snapshotted rarely, a small one every `snapshotEvery` events).
    */
   private maybeSnapshot(): void {
-    if (this.seqValue - this.snapshotSeqValue < this.options.snapshotEvery) return;
+    if (this.seqValue - this.snapshotSeqValue < (this.kind.snapshotEvery ?? this.options.snapshotEvery)) return;
     if (this.snapshotBytes > SMALL_SNAPSHOT_BYTES && this.journalBytesSinceSnapshot < SNAPSHOT_WEIGHT * this.snapshotBytes) return;
     const snapshot = this.takeSnapshot();
     // A snapshot is only an optimisation: losing one costs replay time, never correctness.

@@ -1,12 +1,14 @@
-// Invariants that span actors, checked by `ppos verify` over every replayed state.
-import { reservationsMatchWorkOrders } from '../actors/cross-invariants.js';
+// Invariants that span actors, checked by `ppos verify --all` over every replayed state: those
+// the hosted kinds register (ActorKind.crossInvariants), each once by name.
+import type { ActorKind } from '../actors/kind.js';
 import type { CrossActorCheck } from './verify.js';
 
-const reservationInvariant: CrossActorCheck = (states) => ({
-  check: 'workorder_reservations_match_inventory',
-  failures: reservationsMatchWorkOrders(
-    [...states.values()].map(({ ref, state }) => ({ kind: ref.kind, id: ref.id, value: state.value, context: state.context })),
-  ),
-});
-
-export const crossActorChecks: readonly CrossActorCheck[] = [reservationInvariant];
+export function crossActorChecks(kinds: ReadonlyMap<string, ActorKind>): CrossActorCheck[] {
+  const byName = new Map(
+    [...kinds.values()].flatMap((kind) => kind.crossInvariants ?? []).map((invariant) => [invariant.name, invariant] as const),
+  );
+  return [...byName.values()].map((invariant) => (states) => ({
+    check: invariant.name,
+    failures: invariant.check([...states.values()].map(({ ref, state }) => ({ kind: ref.kind, id: ref.id, value: state.value, context: state.context }))),
+  }));
+}

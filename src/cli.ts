@@ -323,7 +323,7 @@ export function buildProgram(): Command {
           verifyJournals({
             journal,
             kinds: cliKinds(),
-            ...(actors ? { actors } : { crossChecks: crossActorChecks }),
+            ...(actors ? { actors } : { crossChecks: crossActorChecks(cliKinds()) }),
             ...(liveView ? { liveState: (ref: ActorRef) => liveView.liveState(ref) } : {}),
             duplicatesAnswered: () => journal.duplicatesAnswered(),
             // Every projection against the journal up to its checkpoint (with --all only).

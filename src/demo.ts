@@ -274,7 +274,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
       journal: opened.journal,
       kinds: actorKinds,
       actors: [...runActors.values()],
-      crossChecks: crossActorChecks,
+      crossChecks: crossActorChecks(actorKinds),
       duplicatesAnswered: () => opened.journal.duplicatesAnswered(),
     });
     // Phase 5: the eventual side, read across actors from the projections.

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { tool } from '../../examples/tool-crib/tool.js';
 import { loadState } from '../../runtime/recovery.js';
+import { crossActorChecks } from '../../runtime/cross-checks.js';
 import { verifyJournals } from '../../runtime/verify.js';
 import { PgJournal } from '../../persistence/pg-journal.js';
 import { actorKinds } from '../../actors/index.js';
@@ -90,7 +91,7 @@ const gaugeShape = {
   events: {} as Record<string, never>,
 };
 
-const gaugeV1 = defineKind({ ...gaugeShape, events: { Calibrated: z.object({ by: z.string(), offset: z.number().int() }) } }).behaviour({
+const gaugeV1 = defineKind({ ...gaugeShape, snapshotEvery: 1, events: { Calibrated: z.object({ by: z.string(), offset: z.number().int() }) } }).behaviour({
   evolve: { Calibrated: (state, event) => ({ ...state, offsetMicrons: event.offset, calibratedBy: event.by.split('@')[0]!, team: event.by.split('@')[1] ?? null }) },
   decide: { Calibrate: (_state, { by, offset }) => ({ emit: { type: 'Calibrated', by, offset } }) },
 });
@@ -102,6 +103,13 @@ const gaugeV2 = defineKind({
 }).behaviour({
   evolve: { Calibrated: (state, event) => ({ ...state, offsetMicrons: event.offsetMicrons, calibratedBy: event.person, team: event.team }) },
   decide: { Calibrate: (_state, payload) => ({ emit: { type: 'Calibrated', ...payload } }) },
+  crossInvariants: {
+    // Deliberately strict, to be seen failing: every gauge calibrated by the metrology team.
+    gauges_calibrated_by_metrology: (actors) =>
+      [...actors]
+        .filter((a) => a.kind === 'gauge' && (a.context as { state: { team: string | null } }).state.team !== 'metrology')
+        .map((a) => ({ actor: `gauge/${a.id}`, detail: `calibrated by team ${(a.context as { state: { team: string | null } }).state.team}` })),
+  },
   evolution: {
     Calibrated: {
       version: 2,
@@ -126,6 +134,9 @@ describe('events that evolved', () => {
       await v1.stop();
     }
     const before = await db.query("SELECT seq::int AS seq, data::text AS data, event_version FROM ppos_events WHERE kind = 'gauge' ORDER BY seq");
+    // Its own snapshot policy: every event (the node's default is 100).
+    const snapshots = await db.query("SELECT seq::int AS seq FROM ppos_snapshots WHERE kind = 'gauge' ORDER BY seq");
+    expect(snapshots.rows.map((r) => r.seq)).toContain(1);
     expect(before.rows.map((r) => r.event_version)).toEqual([null, null]);
 
     const v2 = await startWith([gaugeV2], 'gauge-v2');
@@ -149,6 +160,18 @@ describe('events that evolved', () => {
       const kinds = new Map([...actorKinds, ['gauge', gaugeV2]]);
       const evidence = await verifyJournals({ journal, kinds, actors: [{ kind: 'gauge', id: 'g-1' }] });
       expect(evidence).toMatchObject({ confidence_status: 'trusted', events_processed: 3 });
+      // The cross-actor invariant the kind registered, checked by verify --all: g-1 is metrology now.
+      const all = await verifyJournals({ journal, kinds, crossChecks: crossActorChecks(kinds) });
+      expect(all.checks).toContain('gauges_calibrated_by_metrology');
+      expect(all.reconciliation_failures.filter((f) => f.check === 'gauges_calibrated_by_metrology')).toEqual([]);
+      const again = await startWith([gaugeV2], 'gauge-v2');
+      try {
+        expect(await clientFor(client, gaugeV2).send('g-2', 'Calibrate', { person: 'grace', team: 'qa', offsetMicrons: 1 })).toMatchObject({ ok: true });
+      } finally {
+        await again.stop();
+      }
+      const broken = await verifyJournals({ journal, kinds, crossChecks: crossActorChecks(kinds) });
+      expect(broken.reconciliation_failures).toContainEqual(expect.objectContaining({ check: 'gauges_calibrated_by_metrology', actor: 'gauge/g-2' }));
       // Version 1 cannot read what version 2 wrote: verify says so, naming the event.
       const stale = await verifyJournals({ journal, kinds: new Map([...actorKinds, ['gauge', gaugeV1]]), actors: [{ kind: 'gauge', id: 'g-1' }] });
       expect(stale.confidence_status).not.toBe('trusted');
