@@ -6,7 +6,7 @@
 // ordinary ActorKind: an XState machine with one transition per event type, built here.
 import { assign, setup, type AnyMachineSnapshot } from 'xstate';
 import type { z } from 'zod';
-import type { ActorContext, ActorKind, Command, CrossFailure, Decision, DomainEvent, InvariantFailure } from './kind.js';
+import type { ActorContext, ActorKind, AnswerPayload, Command, CrossFailure, Decision, DomainEvent, InvariantFailure, OutboundCommand, SagaSettlement } from './kind.js';
 import { describeIssues, parseWith, type PayloadSchemas } from './schema.js';
 
 /** Zod object schemas by name: a kind's commands, or its events (their data, without `type`). */
@@ -40,7 +40,7 @@ export interface EventEvolution {
 }
 
 /** What a kind is made of: its name, state, commands and events. */
-export interface KindShape<S extends Record<string, unknown>, C extends ObjectSchemas, E extends ObjectSchemas> {
+export interface KindShape<S extends Record<string, unknown>, C extends ObjectSchemas, E extends ObjectSchemas, T extends TagSchema = TagSchema> {
   /** The kind's name, its subject token: `[a-z][a-z0-9_-]{0,31}`. */
   readonly name: string;
   /** Bump when the state's shape changes: snapshots of other versions are then not used. */
@@ -53,10 +53,15 @@ export interface KindShape<S extends Record<string, unknown>, C extends ObjectSc
   /** Commands answered from the state (with `view`) without journaling anything. */
   readonly queries?: readonly (keyof C & string)[];
   readonly events: E;
+  /** For a kind with sagas: the tag each of its commands to other actors carries, echoed in the answer. */
+  readonly sagaTag?: T;
 }
 
+/** The schema of a saga step's tag. */
+export type TagSchema = z.ZodObject<z.ZodRawShape>;
+
 /** How a kind behaves, typed by its shape. */
-export interface KindBehaviour<S extends Record<string, unknown>, C extends ObjectSchemas, E extends ObjectSchemas> {
+export interface KindBehaviour<S extends Record<string, unknown>, C extends ObjectSchemas, E extends ObjectSchemas, T extends TagSchema = TagSchema> {
   /** The state after each event: pure. The returned state replaces the old one. */
   readonly evolve: { readonly [K in keyof E & string]: (state: S, event: { readonly type: K } & Fields<z.output<E[K]>>) => S };
   /** Each command that is not a query: pure, over the state and the parsed payload. */
@@ -69,6 +74,39 @@ export interface KindBehaviour<S extends Record<string, unknown>, C extends Obje
   readonly crossInvariants?: Readonly<Record<string, (actors: Iterable<ActorContext>) => CrossFailure[]>>;
   /** Event types whose shape changed since events were journaled. */
   readonly evolution?: { readonly [K in keyof E & string]?: EventEvolution };
+  /** Sagas (the shape names `sagaTag`): commands this kind sends other actors, and what their answers do. */
+  readonly saga?: SagaBehaviour<S, E, T>;
+}
+
+/**
+ * A kind that talks to other actors. Everything derives from the journaled state, so a saga
+ * interrupted by a crash or an ownership move goes on where it was: the runtime sends what
+ * `effects` lists (again until answered, each under its deterministic id), brings each answer
+ * back through `answer`, and when `open` goes from a message id to null, replies to that
+ * client command with `settled`'s outcome.
+ */
+export interface SagaBehaviour<S, E extends ObjectSchemas, T extends TagSchema> {
+  /**
+   * The commands this actor still owes other actors in `state`. Each `messageId` is fixed by
+   * the state (the same step, the same id, every time) and starts with `ppos:`, at most 120
+   * characters.
+   */
+  effects(state: S, actorId: string): readonly SagaCommand<z.output<T>>[];
+  /** An answer to one of its commands. */
+  answer(state: S, answer: { readonly tag: z.output<T>; readonly ok: boolean; readonly reason?: string }): Outcome<E>;
+  /** The message id of the client command whose saga is open in `state` (set by its decision), or null. */
+  open(state: S): string | null;
+  /** The reply of the command whose saga `before → after` ended (default: ok). */
+  settled?(before: S, after: S): SagaSettlement['outcome'];
+}
+
+export interface SagaCommand<Tag> {
+  readonly kind: string;
+  readonly id: string;
+  readonly messageId: string;
+  readonly type: string;
+  readonly payload: Record<string, unknown>;
+  readonly tag: Tag;
 }
 
 /** An actor kind declared with `defineKind`: an ActorKind that also carries its types. */
@@ -88,10 +126,10 @@ const STATE = 'state';
  * behaviour, whose handlers are typed by that shape:
  * `defineKind({ name, initial, commands, events }).behaviour({ evolve, decide })`.
  */
-export function defineKind<S extends Record<string, unknown>, C extends ObjectSchemas, E extends ObjectSchemas>(
-  shape: KindShape<S, C, E>,
-): { behaviour(behaviour: KindBehaviour<S, C, E>): DefinedKind<S, C, E> } {
-  return { behaviour: (behaviour) => buildKind(shape, behaviour) };
+export function defineKind<S extends Record<string, unknown>, C extends ObjectSchemas, E extends ObjectSchemas, T extends TagSchema = TagSchema>(
+  shape: KindShape<S, C, E, T>,
+): { behaviour(behaviour: KindBehaviour<S, C, E, T>): DefinedKind<S, C, E> } {
+  return { behaviour: (behaviour) => buildKind(shape as KindShape<S, C, E>, behaviour as unknown as KindBehaviour<S, C, E>) };
 }
 
 function buildKind<S extends Record<string, unknown>, C extends ObjectSchemas, E extends ObjectSchemas>(shape: KindShape<S, C, E>, behaviour: KindBehaviour<S, C, E>): DefinedKind<S, C, E> {
@@ -128,6 +166,42 @@ function buildKind<S extends Record<string, unknown>, C extends ObjectSchemas, E
 
   const eventSchemas = events as Readonly<Record<string, z.ZodObject<z.ZodRawShape>>>;
   const invariants = Object.entries(declaration.invariants ?? {});
+  const saga = declaration.saga;
+  if (saga && !declaration.sagaTag) throw new Error(`${name}: a saga needs sagaTag in the kind's shape`);
+
+  /** A handler's outcome as the runtime's decision; an event its schema refuses is the handler's bug, caught before it is journaled. */
+  function decision(decidedBy: string, outcome: Outcome<E>): Decision {
+    if (outcome === null) return { outcome: 'accept', event: null };
+    if ('reject' in outcome) return { outcome: 'reject', reason: outcome.reject.reason, message: outcome.reject.message };
+    const { type, ...data } = outcome.emit as DomainEvent;
+    const schema = Object.hasOwn(eventSchemas, type) ? eventSchemas[type] : undefined;
+    if (!schema) throw new Error(`${name}: ${decidedBy} emitted ${JSON.stringify(type)}, which is not one of its events`);
+    const parsed = schema.safeParse(data);
+    if (!parsed.success) throw new Error(`${name}: ${decidedBy} emitted ${type} that does not match its schema: ${describeIssues(parsed.error)}`);
+    return { outcome: 'accept', event: { ...(parsed.data as Record<string, unknown>), type } };
+  }
+
+  function sagaMembers(behaviour: SagaBehaviour<S, E, TagSchema>, tag: TagSchema): Pick<ActorKind, 'answers' | 'pendingEffects' | 'openSaga' | 'settlement'> {
+    return {
+      answers: {
+        tag: tag as unknown as z.ZodType<Record<string, unknown>>,
+        decide: (snapshot, answer: AnswerPayload) => decision('an answer', behaviour.answer(stateOf(snapshot), answer as Parameters<typeof behaviour.answer>[1])),
+      },
+      pendingEffects: (snapshot, actorId): OutboundCommand[] =>
+        behaviour.effects(stateOf(snapshot), actorId).map((effect) => {
+          if (!effect.messageId.startsWith('ppos:') || effect.messageId.length > 120) {
+            throw new Error(`${name}: saga step id ${JSON.stringify(effect.messageId)} must start with ppos: and have at most 120 characters`);
+          }
+          return { ...effect, tag: effect.tag as Record<string, unknown> };
+        }),
+      openSaga: (snapshot) => behaviour.open(stateOf(snapshot)),
+      settlement(before, after): SagaSettlement | null {
+        const open = behaviour.open(stateOf(before));
+        if (open === null || behaviour.open(stateOf(after)) !== null) return null;
+        return { messageId: open, outcome: behaviour.settled ? behaviour.settled(stateOf(before), stateOf(after)) : { ok: true } };
+      },
+    };
+  }
 
   return {
     kind: name,
@@ -143,17 +217,9 @@ function buildKind<S extends Record<string, unknown>, C extends ObjectSchemas, E
     decide(snapshot: AnyMachineSnapshot, command: Command, actorId: string, messageId: string): Decision {
       const handler = decideByType[command.type];
       if (!handler) return { outcome: 'reject', reason: 'UNKNOWN_COMMAND', message: `${name} does not decide ${command.type}` };
-      const outcome = handler(stateOf(snapshot), command.payload, { actorId, messageId });
-      if (outcome === null) return { outcome: 'accept', event: null };
-      if ('reject' in outcome) return { outcome: 'reject', reason: outcome.reject.reason, message: outcome.reject.message };
-      const { type, ...data } = outcome.emit as DomainEvent;
-      const schema = Object.hasOwn(eventSchemas, type) ? eventSchemas[type] : undefined;
-      if (!schema) throw new Error(`${name}: ${command.type} emitted ${JSON.stringify(type)}, which is not one of its events`);
-      // The handler's own bug, caught before anything is journaled.
-      const parsed = schema.safeParse(data);
-      if (!parsed.success) throw new Error(`${name}: ${command.type} emitted ${type} that does not match its schema: ${describeIssues(parsed.error)}`);
-      return { outcome: 'accept', event: { ...(parsed.data as Record<string, unknown>), type } };
+      return decision(command.type, handler(stateOf(snapshot), command.payload, { actorId, messageId }));
     },
+    ...(saga ? sagaMembers(saga, declaration.sagaTag!) : {}),
     view: (snapshot) => (declaration.view ? declaration.view(stateOf(snapshot)) : stateOf(snapshot)),
     eventVersion: (type) => evolution[type]?.version ?? 1,
     upcast(event: DomainEvent, fromVersion: number): DomainEvent {

@@ -2,6 +2,7 @@
 // its machine, how commands are parsed and decided, and how its state is shown.
 // Everything here is pure: no clock, no randomness, no I/O.
 import type { AnyStateMachine, AnyMachineSnapshot } from 'xstate';
+import type { z } from 'zod';
 
 /** A journaled domain event: a type plus plain JSON data. */
 export interface DomainEvent {
@@ -105,8 +106,8 @@ export interface ActorKind {
   /** Commands answered from state without journaling anything. */
   readonly queries: ReadonlySet<string>;
   readonly commands: ReadonlySet<string>;
-  /** Parses a client command; `internal` also admits commands only the runtime may send (answers). */
-  parseCommand(type: string, payload: unknown, internal?: boolean): ParseResult;
+  /** Parses a command of the kind's own (answers to its saga steps are the runtime's: `answers`). */
+  parseCommand(type: string, payload: unknown): ParseResult;
   /**
    * `messageId` is the deciding message's id: a saga records which client command it answers.
    * `facts` answers what the state no longer holds (see `eventFacts`).
@@ -126,6 +127,15 @@ export interface ActorKind {
    * absent: the whole persisted context, for kinds whose context is small by construction.
    */
   inspectContext?(state: AnyMachineSnapshot, page: Record<string, unknown>): Record<string, unknown>;
+  /**
+   * For a kind whose sagas send commands to other actors (`pendingEffects`): the runtime brings
+   * each answer back as the internal command ANSWER_COMMAND, checks it (`tag` is the schema of
+   * the tags this kind puts on its steps), and asks `decide`. No client can send it.
+   */
+  readonly answers?: {
+    readonly tag: z.ZodType<Record<string, unknown>>;
+    decide(state: AnyMachineSnapshot, answer: AnswerPayload): Decision;
+  };
   /** Commands this actor still owes other actors, derived from journaled state only. */
   pendingEffects?(state: AnyMachineSnapshot, actorId: string): OutboundCommand[];
   /** The message id of the client command whose saga is open in this state, if any. */

@@ -4,7 +4,7 @@
 import { assign, setup, type AnyMachineSnapshot } from 'xstate';
 import { z } from 'zod';
 import { workOrderReservations } from './cross-invariants.js';
-import { ANSWER_COMMAND, type ActorKind, type Decision, type InvariantFailure, type OutboundCommand, type SagaSettlement } from './kind.js';
+import { type ActorKind, type AnswerPayload, type Decision, type InvariantFailure, type OutboundCommand, type SagaSettlement } from './kind.js';
 import { actorId, emptyPayload, parseWith, positiveQty, safeText, type PayloadSchemas } from './schema.js';
 
 export type LineStatus =
@@ -59,14 +59,9 @@ export type WorkOrderEvent =
 
 const stageName = safeText(1, 64);
 
-const answerPayload = z
-  .object({
-    tag: z.object({ step: z.enum(['reserve', 'release', 'consume']), line: z.number().int().nonnegative(), attempt: z.number().int().positive() }).strict(),
-    ok: z.boolean(),
-    // Journaled in LineShort / LineConsumeRefused, so it must be text the journal can store.
-    reason: safeText(0, 64).optional(),
-  })
-  .strict();
+/** The tag each saga step carries, echoed in its answer (the runtime checks answers against it). */
+const stepTag = z.object({ step: z.enum(['reserve', 'release', 'consume']), line: z.number().int().nonnegative(), attempt: z.number().int().positive() }).strict();
+type StepAnswer = Omit<AnswerPayload, 'tag'> & { readonly tag: z.infer<typeof stepTag> };
 
 const payloads = {
   Create: z
@@ -86,8 +81,6 @@ const payloads = {
   Cancel: emptyPayload,
   Get: emptyPayload,
 } satisfies PayloadSchemas;
-
-const internalPayloads = { ...payloads, [ANSWER_COMMAND]: answerPayload } satisfies PayloadSchemas;
 
 type Ctx = WorkOrderContext;
 
@@ -318,15 +311,13 @@ function decide(state: AnyMachineSnapshot, command: { type: string; payload: Rec
       if (status === 'releasing' || status === 'completing' || status === 'cancelling') return sagaBusy();
       if (status === 'completed') return reject('INVALID_STATE', `work order ${workOrderId} is completed`);
       return accept({ type: 'CancelStarted', requestId: messageId });
-    case ANSWER_COMMAND:
-      return decideAnswer(c, p as unknown as z.infer<typeof answerPayload>);
     default:
       return reject('UNSUPPORTED', `workorder cannot decide ${command.type}`);
   }
 }
 
 /** Another actor answered a saga step. An answer to a step no longer awaited (an older attempt) changes nothing. */
-function decideAnswer(c: Ctx, answer: z.infer<typeof answerPayload>): Decision {
+function decideAnswer(c: Ctx, answer: StepAnswer): Decision {
   const { step, line, attempt } = answer.tag;
   const current = c.lines[line];
   if (!current || attempt !== c.attempt) return accept(null);
@@ -419,8 +410,14 @@ export const workorder: ActorKind = {
   machine: workOrderMachine,
   queries: new Set(['Get']),
   commands: new Set(Object.keys(payloads)),
-  parseCommand: (type, payload, internal = false) => parseWith('workorder', internal ? internalPayloads : payloads, type, payload),
+  parseCommand: (type, payload) => parseWith('workorder', payloads, type, payload),
   decide: (state, command, actorId, messageId) => decide(state, command, actorId, messageId),
+  // The tag was checked against stepTag by the runtime before this is asked.
+  answers: {
+    tag: stepTag,
+    decide: (state, answer) =>
+      statusOf(state) === 'none' ? reject('NOT_FOUND', 'an answer to a work order that does not exist') : decideAnswer(contextOf(state), answer as StepAnswer),
+  },
   view,
   pendingEffects,
   openSaga,

@@ -5,6 +5,7 @@ import type { AnyMachineSnapshot } from 'xstate';
 import type { Logger } from 'pino';
 import type { ActorKind, Command, DomainEvent, Facts, SagaSettlement } from '../actors/kind.js';
 import { currentVersion, withVersion } from '../actors/event-version.js';
+import { decideOf, parseCommandOf } from '../actors/saga-answers.js';
 import { applyEvent } from '../actors/state.js';
 import {
   JournalUnavailableError,
@@ -262,7 +263,7 @@ export class ActorHost {
   /** What can be answered without deciding: bad input, queries, repeats, waits on open sagas. */
   private preflight(incoming: Incoming): { answer: Reply | DeferredReply; query: boolean } | { command: Command; print: string } {
     const { envelope } = incoming;
-    const parsed = this.kind.parseCommand(envelope.type, envelope.payload, incoming.internal ?? false);
+    const parsed = parseCommandOf(this.kind, envelope.type, envelope.payload, incoming.internal ?? false);
     if (!parsed.ok) return { answer: errorReply(parsed.code, parsed.message), query: false };
     const command = parsed.command;
     if (this.kind.queries.has(command.type)) return { answer: this.okReply(this.seqValue, [], this.state, command), query: true };
@@ -289,7 +290,7 @@ export class ActorHost {
         return false;
       },
     };
-    const decision = this.kind.decide(state, command, this.ref.id, envelope.id, facts);
+    const decision = decideOf(this.kind, state, command, this.ref.id, envelope.id, facts);
     const unchanged = { incoming, command, print, event: null, next: state, seq, settlement: null, opensSaga: false, assumed, established: [] };
     if (decision.outcome === 'reject') {
       return { ...unchanged, stored: { ok: false, error: { code: 'REJECTED', reason: decision.reason, message: decision.message } } };

@@ -75,7 +75,39 @@ describe('a kind of your own', () => {
       expect(JSON.parse(at1.stdout)).toMatchObject({ seq: 1, state: { status: 'checked_out', holder: 'ada' } });
       const verify = await runCli(['verify', 'tool', 'wrench-1', '--no-live', '--kinds', kinds], { ...env, PPOS_KINDS: '' });
       expect(verify.code, verify.stderr).toBe(0);
-      expect(JSON.parse(verify.stdout)).toMatchObject({ confidence_status: 'trusted', checks: expect.arrayContaining(['holder_iff_checked_out']) });
+      expect(JSON.parse(verify.stdout)).toMatchObject({ confidence_status: 'trusted', checks: expect.arrayContaining(['holder_iff_out']) });
+    } finally {
+      await node.stop();
+    }
+  }, 60_000);
+
+  it('runs its own saga with the inventory: the runtime sends its steps, brings the answers back, and settles the reply', async () => {
+    const node = await startWith([tool], 'lib-saga-node');
+    try {
+      const tools = clientFor(client, tool);
+      const stock = clientFor(client, inventoryCommands);
+      expect(await stock.send('bits-6mm', 'Receive', { qty: 10 })).toMatchObject({ ok: true });
+      // Held at the inventory before the check-out answers.
+      const out = await tools.send('drill-1', 'CheckOut', { holder: 'ada', bits: { sku: 'bits-6mm', qty: 4 } });
+      expect(out).toMatchObject({ ok: true, state: { status: 'checked_out', holder: 'ada', bits: { sku: 'bits-6mm', qty: 4 } } });
+      expect(await stock.send('bits-6mm', 'Get', {})).toMatchObject({ ok: true, state: { onHand: 10, reserved: 4, available: 6 } });
+      // Short: refused with the inventory's reason, nothing held, the tool back in the crib.
+      const short = await tools.send('drill-2', 'CheckOut', { holder: 'grace', bits: { sku: 'bits-6mm', qty: 7 } });
+      expect(short).toMatchObject({ ok: false, error: { code: 'REJECTED' } });
+      expect(await tools.send('drill-2', 'Get', {})).toMatchObject({ ok: true, state: { status: 'in_crib', holder: null } });
+      // Returned: the bits are consumed.
+      expect(await tools.send('drill-1', 'Return', { condition: 'ok' })).toMatchObject({ ok: true, state: { status: 'in_crib', bits: null } });
+      expect(await stock.send('bits-6mm', 'Get', {})).toMatchObject({ ok: true, state: { onHand: 6, reserved: 0, available: 6 } });
+      // A client cannot forge an answer: the answer command is the runtime's.
+      expect(await client.send('tool', 'drill-2', '@Answer', { tag: { step: 'reserve', checkout: 1 }, ok: true })).toMatchObject({ ok: false, error: { code: 'UNKNOWN_COMMAND' } });
+      const journal = new PgJournal({ connectionString: db.url, poolSize: 2 });
+      try {
+        const kinds = new Map([...actorKinds, ['tool', tool]]);
+        const evidence = await verifyJournals({ journal, kinds, crossChecks: crossActorChecks(kinds) });
+        expect(evidence.reconciliation_failures).toEqual([]);
+      } finally {
+        await journal.close();
+      }
     } finally {
       await node.stop();
     }

@@ -60,6 +60,10 @@ describe('the tool-crib example, outside the repository, from the packed package
     const main = await run(process.execPath, ['dist/main.js', 'wrench-7'], { cwd: project, env });
     expect(main.stdout).toMatch(/^CheckOut: \{"ok":true/m);
     expect(main.stdout).toMatch(/^Get: \{"ok":true.*"status":"in_crib"/m);
+    // The tool's saga: the drill's bits held at the inventory while it is out.
+    expect(main.stdout).toMatch(/^CheckOut drill: \{"ok":true.*"status":"checked_out"/m);
+    expect(main.stdout).toMatch(/^bits: \{"ok":true.*"reserved":4/m);
+    expect(main.stdout).toMatch(/^Return drill: \{"ok":true.*"status":"in_crib"/m);
 
     const cli = join(project, 'node_modules', 'ppos', 'dist', 'src', 'cli.js');
     const ppos = async (...args: string[]) => (await run(process.execPath, [cli, ...args, '--kinds', 'dist/tool.js'], { cwd: project, env })).stdout;

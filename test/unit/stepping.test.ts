@@ -5,6 +5,7 @@
 import { initialTransition, transition, type AnyMachineSnapshot } from 'xstate';
 import { describe, expect, it } from 'vitest';
 import { inventory } from '../../actors/inventory.js';
+import { decideOf, parseCommandOf } from '../../actors/saga-answers.js';
 import { ANSWER_COMMAND, type ActorKind, type DomainEvent } from '../../actors/kind.js';
 import { applyEvent, EventRefusedError, initialState, persistState } from '../../actors/state.js';
 import { workorder } from '../../actors/workorder.js';
@@ -28,9 +29,9 @@ function stepBoth(
   internal = false,
   established: Set<string> = new Set(),
 ): { state: AnyMachineSnapshot; event: DomainEvent | null } {
-  const parsed = kind.parseCommand(type, payload, internal);
+  const parsed = parseCommandOf(kind, type, payload, internal);
   if (!parsed.ok) return { state, event: null };
-  const decision = kind.decide(state, parsed.command, id, `m-${type}-${JSON.stringify(payload)}`, { has: (key) => established.has(key) });
+  const decision = decideOf(kind, state, parsed.command, id, `m-${type}-${JSON.stringify(payload)}`, { has: (key) => established.has(key) });
   if (decision.outcome === 'reject' || decision.event === null) return { state, event: null };
   const ours = applyEvent(kind, state, decision.event);
   const theirs = referenceStep(kind, state, decision.event);

@@ -2,6 +2,7 @@
 // bidi-override characters in text) is BAD_REQUEST. PostgreSQL's jsonb refuses \u0000 and lone
 // surrogates outright, so such text must be refused before it is decided, let alone journaled.
 import { describe, expect, it } from 'vitest';
+import { parseCommandOf } from '../../actors/saga-answers.js';
 import { ANSWER_COMMAND } from '../../actors/kind.js';
 import { workorder } from '../../actors/workorder.js';
 
@@ -47,7 +48,7 @@ describe('work order text the journal cannot store is BAD_REQUEST', () => {
 
   it.each(REFUSED)("a saga answer's reason with %s", (_what, character, named) => {
     const answer = { tag: { step: 'reserve', line: 0, attempt: 1 }, ok: false, reason: `SHORT${character}` };
-    expectRefused(workorder.parseCommand(ANSWER_COMMAND, answer, true), 'reason', named, 5);
+    expectRefused(parseCommandOf(workorder, ANSWER_COMMAND, answer, true), 'reason', named, 5);
   });
 
   it.each([
@@ -67,7 +68,7 @@ describe('ordinary Unicode text is accepted', () => {
 
   it('a saga answer with an ordinary reason, or none', () => {
     const tag = { step: 'reserve', line: 0, attempt: 1 };
-    expect(workorder.parseCommand(ANSWER_COMMAND, { tag, ok: false, reason: 'INSUFFICIENT_STOCK' }, true)).toMatchObject({ ok: true });
-    expect(workorder.parseCommand(ANSWER_COMMAND, { tag, ok: true }, true)).toMatchObject({ ok: true });
+    expect(parseCommandOf(workorder, ANSWER_COMMAND, { tag, ok: false, reason: 'INSUFFICIENT_STOCK' }, true)).toMatchObject({ ok: true });
+    expect(parseCommandOf(workorder, ANSWER_COMMAND, { tag, ok: true }, true)).toMatchObject({ ok: true });
   });
 });

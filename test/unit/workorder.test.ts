@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import type { AnyMachineSnapshot } from 'xstate';
 import { describe, expect, it } from 'vitest';
+import { decideOf, parseCommandOf } from '../../actors/saga-answers.js';
 import { ANSWER_COMMAND, NO_FACTS, type DomainEvent, type OutboundCommand } from '../../actors/kind.js';
 import { applyEvent, EventRefusedError, initialState, persistState, replay, restoreState } from '../../actors/state.js';
 import { workorder, type WorkOrderContext } from '../../actors/workorder.js';
@@ -24,9 +25,9 @@ type Outcome =
 
 /** What the actor host does with one command, minus the journal: parse, decide, apply. */
 function step(state: AnyMachineSnapshot, type: string, payload?: unknown, messageId = `m-${type}`, internal = false): Outcome {
-  const parsed = workorder.parseCommand(type, payload, internal);
+  const parsed = parseCommandOf(workorder, type, payload, internal);
   if (!parsed.ok) return { kind: 'invalid', code: parsed.code, message: parsed.message, state };
-  const decision = workorder.decide(state, parsed.command, WO, messageId, NO_FACTS);
+  const decision = decideOf(workorder, state, parsed.command, WO, messageId, NO_FACTS);
   if (decision.outcome === 'reject') return { kind: 'rejected', reason: decision.reason, message: decision.message, state };
   if (decision.event === null) return { kind: 'noop', state };
   return { kind: 'event', event: decision.event, state: applyEvent(workorder, state, decision.event) };
@@ -225,8 +226,8 @@ describe('workorder payload validation', () => {
 
   it('a client cannot send the internal @Answer command: it is UNKNOWN_COMMAND unless the runtime sends it', () => {
     const payload = { tag: { step: 'reserve', line: 0, attempt: 1 }, ok: true };
-    expect(workorder.parseCommand(ANSWER_COMMAND, payload)).toMatchObject({ ok: false, code: 'UNKNOWN_COMMAND' });
-    expect(workorder.parseCommand(ANSWER_COMMAND, payload, true)).toEqual({ ok: true, command: { type: ANSWER_COMMAND, payload } });
+    expect(parseCommandOf(workorder, ANSWER_COMMAND, payload)).toMatchObject({ ok: false, code: 'UNKNOWN_COMMAND' });
+    expect(parseCommandOf(workorder, ANSWER_COMMAND, payload, true)).toEqual({ ok: true, command: { type: ANSWER_COMMAND, payload } });
     expect(workorder.commands.has(ANSWER_COMMAND)).toBe(false);
   });
 
@@ -238,7 +239,7 @@ describe('workorder payload validation', () => {
     ['missing ok', { tag: { step: 'reserve', line: 0, attempt: 1 } }, 'ok'],
     ['a reason of 65 characters', { tag: { step: 'reserve', line: 0, attempt: 1 }, ok: false, reason: 'R'.repeat(65) }, 'reason'],
   ])('an internal answer with %s is BAD_REQUEST', (_what, payload, field) => {
-    const parsed = workorder.parseCommand(ANSWER_COMMAND, payload, true);
+    const parsed = parseCommandOf(workorder, ANSWER_COMMAND, payload, true);
     expect(parsed).toMatchObject({ ok: false, code: 'BAD_REQUEST' });
     expect(parsed.ok ? '' : parsed.message).toContain(field);
   });
