@@ -238,6 +238,7 @@ export const inventory: ActorKind = {
   machine: inventoryMachine,
   queries: new Set(['Get']),
   commands: new Set(Object.keys(payloads)),
+  commandSchemas: payloads,
   parseCommand: (type, payload) => parseWith('inventory', payloads, type, payload),
   decide: (state, command, _actorId, _messageId, facts) => decide(state, command, facts),
   eventFacts: (event: DomainEvent) => (event.type === 'Consumed' ? [consumedFact(String(event.reservationId))] : []),

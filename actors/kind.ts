@@ -106,6 +106,8 @@ export interface ActorKind {
   /** Commands answered from state without journaling anything. */
   readonly queries: ReadonlySet<string>;
   readonly commands: ReadonlySet<string>;
+  /** The payload schema of each command, as tools describe it (nodes advertise them as JSON Schema). */
+  readonly commandSchemas?: Readonly<Record<string, z.ZodType>>;
   /** Parses a command of the kind's own (answers to its saga steps are the runtime's: `answers`). */
   parseCommand(type: string, payload: unknown): ParseResult;
   /**

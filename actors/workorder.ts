@@ -410,6 +410,7 @@ export const workorder: ActorKind = {
   machine: workOrderMachine,
   queries: new Set(['Get']),
   commands: new Set(Object.keys(payloads)),
+  commandSchemas: payloads,
   parseCommand: (type, payload) => parseWith('workorder', payloads, type, payload),
   decide: (state, command, actorId, messageId) => decide(state, command, actorId, messageId),
   // The tag was checked against stepTag by the runtime before this is asked.

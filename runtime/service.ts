@@ -7,6 +7,7 @@
 //   actors        ppos.nodes.actors                 (every node answers a page: scatter-gather)
 //   actors-page   ppos.nodes.actors.<incarnation>   (this process: the next pages of its listing)
 //   stats         ppos.nodes.stats                  (every node answers: scatter-gather)
+//   kinds         ppos.nodes.kinds                  (every node answers: the kinds it hosts)
 // Inspection reads committed in-memory state or the journal; it never enters a mailbox. Only
 // the actor's owner knows its mailbox and whether it is active, so a node that does not own
 // the actor passes the request on to the owner, once (the owner answers the requester).
@@ -28,6 +29,7 @@ import type { ActorRegistry } from './registry.js';
 import type { QueryService } from './query-service.js';
 import type { SagaAlarm } from './saga-runner.js';
 import type { NodeStats } from './stats.js';
+import { describeKinds } from './kind-catalog.js';
 import { INSPECT_SUBJECT_PREFIX, inspectForwardPrefix, NODES_SUBJECT, nodeActorsSubject, QUERY_SUBJECT_PREFIX, QUEUE_GROUP } from './subjects.js';
 
 export const SERVICE_NAME = 'ppos';
@@ -146,6 +148,16 @@ export class NodeService {
         },
       });
     }
+    // Computed once: the kinds a node hosts do not change while it runs.
+    const catalog = JSON.stringify({ node: nodeId, incarnation, kinds: describeKinds(this.options.kinds) });
+    this.service.addEndpoint('kinds', {
+      subject: `${NODES_SUBJECT}.kinds`,
+      metadata: { description: 'the actor kinds this node hosts: commands with their payloads as JSON Schema, queries, state version' },
+      handler: (error, msg) => {
+        if (error || !msg.reply) return;
+        msg.respond(catalog);
+      },
+    });
     this.service.addEndpoint('stats', {
       subject: `${NODES_SUBJECT}.stats`,
       metadata: { description: 'node counters: uptime, commands/s, latencies, activations, snapshots' },

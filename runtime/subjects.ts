@@ -12,7 +12,7 @@ export const INSPECT_SUBJECT_PREFIX = 'ppos.inspect';
 export const EVENTS_SUBJECT_PREFIX = 'ppos.events';
 /** Queries of the projections: ppos.query.<projection>, served by a queue group of every node. */
 export const QUERY_SUBJECT_PREFIX = 'ppos.query';
-/** Operator listings, answered by every node: ppos.nodes.actors, ppos.nodes.stats. */
+/** Operator listings, answered by every node: ppos.nodes.actors, ppos.nodes.stats, ppos.nodes.kinds. */
 export const NODES_SUBJECT = 'ppos.nodes';
 /** The queue group of the command and inspection subscriptions. */
 export const QUEUE_GROUP = 'ppos';

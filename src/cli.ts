@@ -50,6 +50,34 @@ function actorRef(kind: string, id: string): ActorRef {
   return { kind, id };
 }
 
+/** The kinds the live nodes advertise (ppos.nodes.kinds): none when no node answers or this user may not ask. */
+async function advertisedKinds(options: CommonOptions): Promise<Map<string, string[]>> {
+  const byKind = new Map<string, string[]>();
+  const answers = await withClient(options, (client) => client.gather('kinds', 500)).catch(() => []);
+  for (const answer of answers) {
+    for (const described of (answer.kinds as { kind?: unknown }[] | undefined) ?? []) {
+      if (typeof described.kind !== 'string') continue;
+      byKind.set(described.kind, [...(byKind.get(described.kind) ?? []), String(answer.node)]);
+    }
+  }
+  return byKind;
+}
+
+/**
+ * For commands that only talk to nodes (send, get, inspect): a kind this process was not built
+ * with is fine when a live node hosts it; the node validates the command itself.
+ */
+async function hostedActorRef(options: CommonOptions, kind: string, id: string): Promise<ActorRef> {
+  if (cliKinds().has(kind)) return actorRef(kind, id);
+  const advertised = await advertisedKinds(options);
+  if (!advertised.has(kind)) {
+    const known = [...new Set([...cliKinds().keys(), ...advertised.keys()])];
+    throw new UsageError(`unknown kind ${JSON.stringify(kind)}: no live node hosts it; known: ${known.join(', ')} (your own: --kinds <module>)`);
+  }
+  if (!ACTOR_ID_PATTERN.test(id)) throw new UsageError(`actor id ${JSON.stringify(id)} must match [A-Za-z0-9_-]{1,128}`);
+  return { kind, id };
+}
+
 interface PageOptions {
   readonly after?: string;
   readonly limit?: string;
@@ -148,7 +176,7 @@ export function buildProgram(): Command {
     .option('--correlation-id <id>', 'correlation id carried into the journal')
     .option('--causation-id <id>', 'causation id carried into the journal')
     .action(async (kind: string, id: string, type: string, payloadJson: string | undefined, options: CommonOptions & { id?: string; correlationId?: string; causationId?: string }) => {
-      actorRef(kind, id);
+      await hostedActorRef(options, kind, id);
       let payload: Record<string, unknown> | undefined;
       if (payloadJson !== undefined) {
         try {
@@ -177,7 +205,7 @@ export function buildProgram(): Command {
     .option('--after <reservation>', 'inventory: the page of open reservations after this id (the reply\'s `next`)')
     .option('--limit <n>', 'inventory: open reservations in the page (default 100, at most 1000)')
     .action(async (kind: string, id: string, options: CommonOptions & PageOptions) => {
-      actorRef(kind, id);
+      await hostedActorRef(options, kind, id);
       const page = pageRequest(options);
       const payload = page ? { reservations: page } : undefined;
       const reply = await withClient(options, (client) => client.sendWithRetry(kind, id, 'Get', payload, { deadlineMs: 10_000 }));
@@ -196,7 +224,7 @@ export function buildProgram(): Command {
     .option('--limit <n>', 'inventory: open reservations in the page (default 100, at most 1000)')
     .option('--hash', 'also the sha256 of the whole state (what verify compares)')
     .action(async (kind: string, id: string, options: CommonOptions & PageOptions & { hash?: boolean }) => {
-      actorRef(kind, id);
+      await hostedActorRef(options, kind, id);
       const page = pageRequest(options);
       const request = { ...(page ? { page: { reservations: page } } : {}), ...(options.hash ? { hash: true } : {}) };
       const view = await withClient(options, (client) => client.inspect(kind, id, 5_000, request));

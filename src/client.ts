@@ -112,7 +112,7 @@ export class PposClient {
   }
 
   /** Scatter-gather across every node; answers collected for `waitMs`. */
-  async gather(what: 'actors' | 'stats', waitMs = 500, body = ''): Promise<Record<string, unknown>[]> {
+  async gather(what: 'actors' | 'stats' | 'kinds', waitMs = 500, body = ''): Promise<Record<string, unknown>[]> {
     const answers: Record<string, unknown>[] = [];
     try {
       const replies = await this.nc.requestMany(`${NODES_SUBJECT}.${what}`, body, { maxWait: waitMs });

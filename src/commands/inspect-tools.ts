@@ -218,6 +218,27 @@ export function registerInspectionTools(program: Command, helpers: CliHelpers): 
     });
 
   helpers
+    .withConnection(program.command('kinds').description('the actor kinds the live nodes host: commands (payloads as JSON Schema), queries, state version'))
+    .option('--json', 'one JSON document on stdout: each node with its kinds')
+    .action(async (options: CommandOptions) => {
+      const nodes = (await helpers.withClient(options, (client) => client.gather('kinds'))).sort((x, y) => String(x.node).localeCompare(String(y.node)));
+      if (options.json) {
+        printJson({ nodes });
+        return;
+      }
+      const rows = new Map<string, { stateVersion: unknown; commands: string[]; queries: string[]; nodes: string[] }>();
+      for (const node of nodes) {
+        for (const kind of (node.kinds as { kind: string; stateVersion: unknown; commands: Record<string, unknown>; queries: string[] }[] | undefined) ?? []) {
+          const row = rows.get(kind.kind) ?? { stateVersion: kind.stateVersion, commands: Object.keys(kind.commands), queries: kind.queries, nodes: [] };
+          row.nodes.push(String(node.node));
+          rows.set(kind.kind, row);
+        }
+      }
+      writeOut(`${rows.size} kind(s) on ${nodes.length} node(s)\n`);
+      writeOut(`${table(['kind', 'state version', 'commands', 'queries', 'nodes'], [...rows].map(([kind, r]) => [kind, r.stateVersion, r.commands.join(' '), r.queries.join(' '), r.nodes.join(' ')]))}\n`);
+    });
+
+  helpers
     .withConnection(program.command('nodes').description('every node with its counters: uptime, commands/s, latencies, activations, snapshots'))
     .option('--json', 'one JSON document on stdout')
     .action(async (options: CommandOptions) => {

@@ -61,9 +61,18 @@ describe('a kind of your own', () => {
 
       const env = { PPOS_NATS_URL: nats.url, PPOS_DATABASE_URL: db.url };
       const kinds = join(EXAMPLE, 'dist', 'tool.js');
-      const unknown = await runCli(['get', 'tool', 'wrench-1', '--json'], env);
+      // Nodes advertise the kinds they host: a CLI never built with `tool` lists it and talks to it.
+      const listed = await runCli(['kinds', '--json'], env);
+      expect(listed.code, listed.stderr).toBe(0);
+      const hosted = (JSON.parse(listed.stdout) as { nodes: { kinds: { kind: string; commands: Record<string, { properties?: Record<string, unknown> }> }[] }[] }).nodes[0]!.kinds;
+      expect(hosted.map((k) => k.kind).sort()).toEqual(['inventory', 'tool', 'workorder']);
+      expect(hosted.find((k) => k.kind === 'tool')!.commands.CheckOut!.properties).toHaveProperty('holder');
+      const advertised = await runCli(['get', 'tool', 'wrench-1', '--json'], env);
+      expect(advertised.code, advertised.stderr).toBe(0);
+      expect(JSON.parse(advertised.stdout)).toMatchObject({ state: { status: 'in_repair' } });
+      const unknown = await runCli(['get', 'spanner', 'x-1', '--json'], env);
       expect(unknown.code).toBe(2);
-      expect(unknown.stderr).toMatch(/unknown kind "tool".*--kinds/);
+      expect(unknown.stderr).toMatch(/unknown kind "spanner": no live node hosts it; known: .*tool.*--kinds/);
       const get = await runCli(['get', 'tool', 'wrench-1', '--json', '--kinds', kinds], env);
       expect(get.code, get.stderr).toBe(0);
       expect(JSON.parse(get.stdout)).toMatchObject({ state: { status: 'in_repair', holder: null, checkouts: 1 } });
