@@ -55,6 +55,7 @@ describe('one node', () => {
       ['actors', 'ppos.nodes.actors', ''],
       ['actors-page', `ppos.nodes.actors.${node.incarnation}`, ''],
       ['query', 'ppos.query.*', 'ppos'],
+      ['kinds', 'ppos.nodes.kinds', ''],
       ['stats', 'ppos.nodes.stats', ''],
     ]);
     const pings = await collect(micro.ping('ppos'));

@@ -190,7 +190,7 @@ describe('three nodes under load', () => {
       expect(journaled.get(messageId), messageId).toBe(1);
     }
     expect([...journaled.keys()].filter((id) => !acked.has(id))).toEqual([]);
-    const evidence = await verifyJournals({ journal: opened.journal, kinds: actorKinds, crossChecks: crossActorChecks });
+    const evidence = await verifyJournals({ journal: opened.journal, kinds: actorKinds, crossChecks: crossActorChecks(actorKinds) });
     expect(evidence.reconciliation_failures).toEqual([]);
     expect(evidence.confidence_status).toBe('trusted');
   }, 180000);

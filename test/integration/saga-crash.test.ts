@@ -112,7 +112,7 @@ describe('crash in the middle of sagas', () => {
     for (const [id, reply] of outcomes) {
       expect(reply.ok || (!reply.ok && reply.error.reason === 'SHORTAGE'), `${id}: ${JSON.stringify(reply)}`).toBe(true);
     }
-    const evidence = await verifyJournals({ journal: opened.journal, kinds: actorKinds, crossChecks: crossActorChecks });
+    const evidence = await verifyJournals({ journal: opened.journal, kinds: actorKinds, crossChecks: crossActorChecks(actorKinds) });
     expect(evidence.reconciliation_failures).toEqual([]);
     expect(evidence.confidence_status).toBe('trusted');
 

@@ -17,7 +17,7 @@ async function inventoryState(sku: string): Promise<Record<string, unknown>> {
 }
 
 async function evidence() {
-  return verifyJournals({ journal: suite.node!.journal, kinds: actorKinds, crossChecks: crossActorChecks });
+  return verifyJournals({ journal: suite.node!.journal, kinds: actorKinds, crossChecks: crossActorChecks(actorKinds) });
 }
 
 describe('work order sagas over NATS', () => {
