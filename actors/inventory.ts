@@ -9,7 +9,7 @@
 // from the journal. Replies carry a bounded summary; `Get` pages the open reservations.
 import { assign, setup, type AnyMachineSnapshot } from 'xstate';
 import { z } from 'zod';
-import type { ActorKind, Command, Decision, DomainEvent, Facts, InvariantFailure } from './kind.js';
+import type { ActorKind, Command, Decision, DomainEvent, Facts, InvariantFailure, TimerChanges, TimerSpec } from './kind.js';
 import { OpenReservations, type PersistedReservations } from './open-reservations.js';
 import { actorId, MAX_QTY, nonNegativeQty, parseWith, positiveQty, reservationId, type PayloadSchemas } from './schema.js';
 
@@ -24,14 +24,17 @@ export interface InventoryContext {
 
 export type InventoryEvent =
   | { type: 'Received'; qty: number }
-  | { type: 'Reserved'; reservationId: string; qty: number; workOrderId?: string }
+  | { type: 'Reserved'; reservationId: string; qty: number; workOrderId?: string; expiresAt?: number }
   | { type: 'Released'; reservationId: string }
+  | { type: 'HoldExpired'; reservationId: string }
   | { type: 'Consumed'; reservationId: string }
   | { type: 'Adjusted'; onHand: number };
 
 /** A page of open reservations: at most 1000, 100 unless asked (CONTRACT.md section 5). */
 export const DEFAULT_PAGE = 100;
 export const MAX_PAGE = 1_000;
+/** The longest hold: 30 days. */
+export const MAX_HOLD_MS = 30 * 24 * 3_600_000;
 const pageRequest = z
   .object({ after: reservationId.optional(), limit: z.number().int().min(1).max(MAX_PAGE).optional() })
   .strict()
@@ -39,11 +42,19 @@ const pageRequest = z
 
 const payloads = {
   Receive: z.object({ qty: positiveQty }).strict(),
-  Reserve: z.object({ reservationId, qty: positiveQty, workOrderId: actorId.optional() }).strict(),
+  Reserve: z.object({ reservationId, qty: positiveQty, workOrderId: actorId.optional(), holdMs: z.number().int().positive().max(MAX_HOLD_MS).optional() }).strict(),
   Release: z.object({ reservationId }).strict(),
   Consume: z.object({ reservationId }).strict(),
   Adjust: z.object({ onHand: nonNegativeQty }).strict(),
   Get: z.object({ reservations: pageRequest }).strict(),
+} satisfies PayloadSchemas;
+
+/**
+ * Commands only the runtime sends: a hold's timer firing (`dueAt`, the deadline it was set for,
+ * so a timer left from an older hold of the same id expires nothing).
+ */
+const timerPayloads = {
+  ExpireHold: z.object({ reservationId, dueAt: z.number().int().nonnegative() }).strict(),
 } satisfies PayloadSchemas;
 
 const available = (c: InventoryContext): number => c.onHand - c.reserved;
@@ -59,7 +70,8 @@ export const inventoryMachine = setup({
     fitsOnHand: ({ context, event }) => event.type === 'Received' && context.onHand + event.qty <= MAX_QTY,
     fitsAvailable: ({ context, event }) =>
       event.type === 'Reserved' && !context.reservations.has(event.reservationId) && event.qty <= available(context),
-    isOpen: ({ context, event }) => (event.type === 'Released' || event.type === 'Consumed') && context.reservations.has(event.reservationId),
+    isOpen: ({ context, event }) =>
+      (event.type === 'Released' || event.type === 'Consumed' || event.type === 'HoldExpired') && context.reservations.has(event.reservationId),
     coversReserved: ({ context, event }) => event.type === 'Adjusted' && event.onHand >= context.reserved,
   },
 }).createMachine({
@@ -77,13 +89,22 @@ export const inventoryMachine = setup({
           guard: 'fitsAvailable',
           actions: assign(({ context, event }) => ({
             reserved: context.reserved + event.qty,
-            reservations: context.reservations.with(
-              event.reservationId,
-              event.workOrderId === undefined ? { qty: event.qty } : { qty: event.qty, workOrderId: event.workOrderId },
-            ),
+            reservations: context.reservations.with(event.reservationId, {
+              qty: event.qty,
+              ...(event.workOrderId === undefined ? {} : { workOrderId: event.workOrderId }),
+              ...(event.expiresAt === undefined ? {} : { expiresAt: event.expiresAt }),
+            }),
           })),
         },
         Released: {
+          guard: 'isOpen',
+          actions: assign(({ context, event }) => ({
+            reserved: context.reserved - (context.reservations.get(event.reservationId)?.qty ?? 0),
+            reservations: context.reservations.without(event.reservationId),
+          })),
+        },
+        // An expired hold frees its quantity as a release does.
+        HoldExpired: {
           guard: 'isOpen',
           actions: assign(({ context, event }) => ({
             reserved: context.reserved - (context.reservations.get(event.reservationId)?.qty ?? 0),
@@ -113,7 +134,8 @@ function contextOf(state: AnyMachineSnapshot): InventoryContext {
 const accept = (event: InventoryEvent | null): Decision => ({ outcome: 'accept', event });
 const reject = (reason: string, message: string): Decision => ({ outcome: 'reject', reason, message });
 
-function decide(state: AnyMachineSnapshot, command: Command, facts: Facts): Decision {
+/** `receivedAt`: when the command was received (ms), the start of a hold it asks for. */
+function decide(state: AnyMachineSnapshot, command: Command, facts: Facts, receivedAt: number | undefined): Decision {
   const c = contextOf(state);
   const p = command.payload;
   switch (command.type) {
@@ -129,7 +151,20 @@ function decide(state: AnyMachineSnapshot, command: Command, facts: Facts): Deci
       if (facts.has(consumedFact(id))) return reject('RESERVATION_CONSUMED', `reservation ${id} was already consumed`);
       if (available(c) < qty) return reject('INSUFFICIENT_STOCK', `available ${available(c)} < requested ${qty}`);
       const workOrderId = p.workOrderId as string | undefined;
-      return accept(workOrderId === undefined ? { type: 'Reserved', reservationId: id, qty } : { type: 'Reserved', reservationId: id, qty, workOrderId });
+      const holdMs = p.holdMs as number | undefined;
+      if (holdMs !== undefined && receivedAt === undefined) return reject('NO_CLOCK', 'a hold needs the time its command was received');
+      return accept({
+        type: 'Reserved',
+        reservationId: id,
+        qty,
+        ...(workOrderId === undefined ? {} : { workOrderId }),
+        ...(holdMs === undefined ? {} : { expiresAt: receivedAt! + holdMs }),
+      });
+    }
+    case 'ExpireHold': {
+      const id = p.reservationId as string;
+      // Only the hold this timer was set for: released, consumed or held again since, it stays.
+      return accept(c.reservations.get(id)?.expiresAt === p.dueAt ? { type: 'HoldExpired', reservationId: id } : null);
     }
     case 'Release': {
       const id = p.reservationId as string;
@@ -208,6 +243,8 @@ interface PackedReservations {
   readonly ids: string;
   readonly qty: string;
   readonly workOrderId: string;
+  /** Hold deadlines, comma-separated, empty where none; absent when no reservation has one. */
+  readonly expiresAt?: string;
 }
 
 interface PersistedInventory {
@@ -220,6 +257,7 @@ const pack = (columns: PersistedReservations): PackedReservations => ({
   ids: columns.ids.join('\n'),
   qty: columns.qty.join(','),
   workOrderId: columns.workOrderId.map((wo) => wo ?? '').join('\n'),
+  ...(columns.expiresAt ? { expiresAt: columns.expiresAt.map((at) => (at === null ? '' : String(at))).join(',') } : {}),
 });
 
 function unpack(packed: PackedReservations): PersistedReservations {
@@ -228,7 +266,28 @@ function unpack(packed: PackedReservations): PersistedReservations {
     ids: packed.ids.split('\n'),
     qty: packed.qty.split(',').map(Number),
     workOrderId: packed.workOrderId.split('\n').map((wo) => (wo === '' ? null : wo)),
+    ...(packed.expiresAt === undefined ? {} : { expiresAt: packed.expiresAt.split(',').map((at) => (at === '' ? null : Number(at))) }),
   };
+}
+
+/** A hold's timer is keyed by its reservation id: set by the Reserved that starts it, cleared by whatever closes it. */
+function timerChanges(event: DomainEvent): TimerChanges {
+  const id = String(event.reservationId);
+  if (event.type === 'Reserved' && typeof event.expiresAt === 'number') {
+    return { set: [{ key: id, dueAt: event.expiresAt, command: { type: 'ExpireHold', payload: { reservationId: id, dueAt: event.expiresAt } } }], clear: [] };
+  }
+  if (event.type === 'Released' || event.type === 'Consumed' || event.type === 'HoldExpired') return { set: [], clear: [id] };
+  return { set: [], clear: [] };
+}
+
+/** The timers the state says are pending: one per open hold with a deadline (a walk of every open reservation). */
+function pendingTimers(state: AnyMachineSnapshot): TimerSpec[] {
+  const timers: TimerSpec[] = [];
+  for (const [id, reservation] of contextOf(state).reservations.entries()) {
+    if (reservation.expiresAt === undefined) continue;
+    timers.push({ key: id, dueAt: reservation.expiresAt, command: { type: 'ExpireHold', payload: { reservationId: id, dueAt: reservation.expiresAt } } });
+  }
+  return timers;
 }
 
 export const inventory: ActorKind = {
@@ -240,7 +299,10 @@ export const inventory: ActorKind = {
   commands: new Set(Object.keys(payloads)),
   commandSchemas: payloads,
   parseCommand: (type, payload) => parseWith('inventory', payloads, type, payload),
-  decide: (state, command, _actorId, _messageId, facts) => decide(state, command, facts),
+  internalCommands: timerPayloads,
+  decide: (state, command, _actorId, _messageId, facts, receivedAt) => decide(state, command, facts, receivedAt),
+  timerChanges,
+  pendingTimers,
   eventFacts: (event: DomainEvent) => (event.type === 'Consumed' ? [consumedFact(String(event.reservationId))] : []),
   view,
   inspectContext,

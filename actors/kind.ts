@@ -79,6 +79,18 @@ export interface InvariantFailure {
   readonly detail: string;
 }
 
+/** A durable timer: fires `command` (internal, with a deterministic id) at `dueAt` (ms since the epoch). */
+export interface TimerSpec {
+  readonly key: string;
+  readonly dueAt: number;
+  readonly command: { readonly type: string; readonly payload: Record<string, unknown> };
+}
+
+export interface TimerChanges {
+  readonly set: readonly TimerSpec[];
+  readonly clear: readonly string[];
+}
+
 /** An actor's replayed state, as a cross-actor invariant reads it. */
 export interface ActorContext {
   readonly kind: string;
@@ -114,7 +126,16 @@ export interface ActorKind {
    * `messageId` is the deciding message's id: a saga records which client command it answers.
    * `facts` answers what the state no longer holds (see `eventFacts`).
    */
-  decide(state: AnyMachineSnapshot, command: Command, actorId: string, messageId: string, facts: Facts): Decision;
+  decide(state: AnyMachineSnapshot, command: Command, actorId: string, messageId: string, facts: Facts, receivedAt?: number): Decision;
+  /** Commands only the runtime sends (a timer firing), by type: parsed only when internal. */
+  readonly internalCommands?: Readonly<Record<string, z.ZodType<Record<string, unknown>>>>;
+  /**
+   * The timers an event sets (written in the same commit, fired later as the internal command
+   * they name) and the ones it makes moot (removed in the same commit), by key.
+   */
+  timerChanges?(event: DomainEvent): TimerChanges;
+  /** Every timer the state says is pending (for inspection, time travel and verify). */
+  pendingTimers?(state: AnyMachineSnapshot): TimerSpec[];
   /** Keys of the facts an event establishes (e.g. `consumed:<reservation id>`), indexed by the journal. */
   eventFacts?(event: DomainEvent): readonly string[];
   /**

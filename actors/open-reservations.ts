@@ -16,6 +16,8 @@ const diffAgainst = (require('sorted-btree/extended/diffAgainst.js') as typeof i
 export interface Reservation {
   readonly qty: number;
   readonly workOrderId?: string;
+  /** A hold's deadline (ms since the epoch): when it expires unless consumed or released first. */
+  readonly expiresAt?: number;
 }
 
 /** The persisted form: three parallel arrays in id order (fast to parse, compact, readable with SQL). */
@@ -24,6 +26,8 @@ export interface PersistedReservations {
   readonly qty: readonly number[];
   /** null where a reservation has no work order. */
   readonly workOrderId: readonly (string | null)[];
+  /** Deadlines, null where a hold has none; absent when no reservation has one (states from before holds). */
+  readonly expiresAt?: readonly (number | null)[];
 }
 
 // Plain code-unit order, as JavaScript's `<` compares strings: the same on every machine.
@@ -99,25 +103,34 @@ export class OpenReservations {
     const ids: string[] = [];
     const qty: number[] = [];
     const workOrderId: (string | null)[] = [];
+    const expiresAt: (number | null)[] = [];
+    let deadlines = false;
     for (const [id, reservation] of this.tree.entries()) {
       ids.push(id);
       qty.push(reservation.qty);
       workOrderId.push(reservation.workOrderId ?? null);
+      expiresAt.push(reservation.expiresAt ?? null);
+      if (reservation.expiresAt !== undefined) deadlines = true;
     }
-    return { ids, qty, workOrderId };
+    // Without holds the persisted form is exactly what it was before they existed (same hashes).
+    return deadlines ? { ids, qty, workOrderId, expiresAt } : { ids, qty, workOrderId };
   }
 
   /** Rebuilds from the persisted form in one pass; refuses one that is not in strict id order (a snapshot that lies). */
   static restore(persisted: PersistedReservations): OpenReservations {
-    const { ids, qty, workOrderId } = persisted;
-    if (ids.length !== qty.length || ids.length !== workOrderId.length) throw new Error('persisted reservations have arrays of different lengths');
+    const { ids, qty, workOrderId, expiresAt } = persisted;
+    if (ids.length !== qty.length || ids.length !== workOrderId.length || (expiresAt && expiresAt.length !== ids.length)) {
+      throw new Error('persisted reservations have arrays of different lengths');
+    }
     const values: Reservation[] = new Array(ids.length);
     let total = 0;
     for (let i = 0; i < ids.length; i += 1) {
       const wo = workOrderId[i];
       const amount = qty[i]!;
       if (!Number.isSafeInteger(amount) || amount <= 0) throw new Error(`persisted reservation ${ids[i]} holds ${String(amount)}, not a positive whole quantity`);
-      values[i] = wo === null || wo === undefined ? { qty: amount } : { qty: amount, workOrderId: wo };
+      const deadline = expiresAt?.[i] ?? null;
+      if (deadline !== null && !Number.isSafeInteger(deadline)) throw new Error(`persisted reservation ${ids[i]} expires at ${String(deadline)}, not a time`);
+      values[i] = { qty: amount, ...(wo === null || wo === undefined ? {} : { workOrderId: wo }), ...(deadline === null ? {} : { expiresAt: deadline }) };
       total += amount;
     }
     // bulkLoad refuses keys out of strict ascending order.

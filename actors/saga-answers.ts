@@ -1,4 +1,4 @@
-// The saga protocol, once for every kind: a kind declares what it sends (`pendingEffects`) and
+// Commands only the runtime sends (saga answers, timer firings), and the saga protocol, once for every kind: a kind declares what it sends (`pendingEffects`) and
 // how it decides the answers (`answers`); the internal answer command, its schema and its
 // routing to that decision are here, not in the kind's own commands, so no domain code
 // re-implements them and no client can send an answer (it is parsed only when internal).
@@ -21,6 +21,12 @@ function answerSchema(kind: ActorKind, tag: z.ZodType<Record<string, unknown>>):
 
 /** Parses a command for `kind`; `internal` (sent by the runtime itself) also admits saga answers. */
 export function parseCommandOf(kind: ActorKind, type: string, payload: unknown, internal = false): ParseResult {
+  const runtimeOnly = internal && kind.internalCommands && Object.hasOwn(kind.internalCommands, type) ? kind.internalCommands[type] : undefined;
+  if (runtimeOnly) {
+    const parsed = runtimeOnly.safeParse(payload ?? {});
+    if (!parsed.success) return { ok: false, code: 'BAD_REQUEST', message: `${type} ${describeIssues(parsed.error)}` };
+    return { ok: true, command: { type, payload: parsed.data } };
+  }
   if (type !== ANSWER_COMMAND || !internal || !kind.answers) return kind.parseCommand(type, payload);
   const parsed = answerSchema(kind, kind.answers.tag).safeParse(payload ?? {});
   if (!parsed.success) return { ok: false, code: 'BAD_REQUEST', message: `${ANSWER_COMMAND} ${describeIssues(parsed.error)}` };
@@ -28,7 +34,7 @@ export function parseCommandOf(kind: ActorKind, type: string, payload: unknown, 
 }
 
 /** Decides a parsed command: an answer by the kind's `answers`, anything else by `decide`. */
-export function decideOf(kind: ActorKind, state: AnyMachineSnapshot, command: Command, actorId: string, messageId: string, facts: Facts): Decision {
+export function decideOf(kind: ActorKind, state: AnyMachineSnapshot, command: Command, actorId: string, messageId: string, facts: Facts, receivedAt?: number): Decision {
   if (command.type === ANSWER_COMMAND && kind.answers) return kind.answers.decide(state, command.payload as unknown as AnswerPayload);
-  return kind.decide(state, command, actorId, messageId, facts);
+  return kind.decide(state, command, actorId, messageId, facts, receivedAt);
 }

@@ -1,7 +1,7 @@
 // The journal port: what the runtime needs from durable storage, and nothing about how.
 // One PostgreSQL implementation stands behind it (the embedded default is the same code
 // against a PostgreSQL that ppos starts itself).
-import type { DomainEvent } from '../actors/kind.js';
+import type { DomainEvent, TimerChanges, TimerSpec } from '../actors/kind.js';
 import type { PersistedState } from '../actors/state.js';
 
 export interface ActorRef {
@@ -43,10 +43,16 @@ export interface JournaledEvent {
 }
 
 /** One command's contribution to an append: at most one event, and its dedupe record. */
+export interface DueTimer extends TimerSpec {
+  readonly ref: ActorRef;
+}
+
 export interface AppendEntry {
   readonly event: DomainEvent | null;
   /** The version of its type `event` is written at (absent: 1). */
   readonly eventVersion?: number | undefined;
+  /** Timers the event sets and clears, written in the same commit. */
+  readonly timers?: TimerChanges | undefined;
   readonly messageId: string;
   readonly fingerprint: string;
   readonly reply: StoredReply;
@@ -166,5 +172,11 @@ export interface Journal {
    * the database's clock, and moves the horizon below which a repeat is refused; returns how many.
    */
   pruneDedupe(olderThanHours: number): Promise<number>;
+  /** Timers due now on these shards, the most overdue first, at most `limit`. */
+  dueTimers(shards: readonly number[], limit: number): Promise<DueTimer[]>;
+  /** Removes a fired timer, unless it was set again meanwhile (another deadline). */
+  dropFiredTimer(timer: DueTimer): Promise<void>;
+  /** An actor's pending timers as stored, soonest first, at most `limit`. */
+  timersOf(ref: ActorRef, limit: number): Promise<TimerSpec[]>;
   close(): Promise<void>;
 }

@@ -200,6 +200,25 @@ const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE ppos_events ADD COLUMN event_version smallint;
     `,
   },
+  {
+    version: 8,
+    name: 'durable timers',
+    sql: `
+      -- An actor's pending timers (a hold's deadline): written and removed in the same commit as
+      -- the events that set them and make them moot; the owner of the shard fires the due ones,
+      -- found by (shard, due_at), never loaded all at once.
+      CREATE TABLE ppos_timers (
+        kind      text        NOT NULL,
+        actor_id  text        NOT NULL,
+        key       text        NOT NULL,
+        shard     integer     NOT NULL,
+        due_at    timestamptz NOT NULL,
+        command   jsonb       NOT NULL,
+        PRIMARY KEY (kind, actor_id, key)
+      );
+      CREATE INDEX ppos_timers_due ON ppos_timers (shard, due_at);
+    `,
+  },
 ];
 
 /** An arbitrary constant naming ppos's migration lock among the database's advisory locks. */

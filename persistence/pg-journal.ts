@@ -4,7 +4,7 @@
 // such statement (group commit) and so one round trip and one fsync.
 import pg from 'pg';
 import { withVersion } from '../actors/event-version.js';
-import type { DomainEvent } from '../actors/kind.js';
+import type { DomainEvent, TimerSpec } from '../actors/kind.js';
 import { GroupCommitter, type GroupCommitOptions } from './group-commit.js';
 import { JOURNAL_TYPES } from './pg-types.js';
 import {
@@ -14,6 +14,7 @@ import {
   type AppendResult,
   type AppendUnit,
   type UnitResult,
+  type DueTimer,
   type DedupeRecord,
   type Journal,
   type JournaledEvent,
@@ -35,7 +36,7 @@ WITH input AS (
     unit integer, ord integer, expected_seq bigint, kind text, actor_id text, message_id text, fingerprint text, reply json, seq bigint,
     event_type text, event_data jsonb, event_version smallint, correlation_id text, causation_id text,
     machine_version integer, epoch bigint, shard integer, recorded_at timestamptz, id_time timestamptz,
-    settle_message_id text, settle_reply json, facts_absent text[], facts text[])
+    settle_message_id text, settle_reply json, facts_absent text[], facts text[], timers_set json, timers_clear text[])
 ), fence AS MATERIALIZED (
   -- FOR SHARE: an append either commits before a takeover bumps the shard's epoch (which waits
   -- for it), or sees the new epoch and writes nothing. A stale owner cannot append.
@@ -100,6 +101,23 @@ WITH input AS (
   WHERE i.event_type IS NOT NULL
   -- A fact is true once and for ever: established again, it stays as it was (verify compares).
   ON CONFLICT DO NOTHING
+  RETURNING 1
+), timers_cleared AS (
+  -- Timers the events made moot; each probed by its whole key.
+  DELETE FROM ppos_timers t
+  USING (SELECT i.kind, i.actor_id, c.key FROM allowed i JOIN recorded r USING (kind, actor_id, message_id)
+         CROSS JOIN unnest(i.timers_clear) AS c(key) WHERE i.event_type IS NOT NULL) gone
+  WHERE t.kind = gone.kind AND t.actor_id = gone.actor_id AND t.key = gone.key
+  RETURNING 1
+), timers_set AS (
+  -- Timers the events set, in the same commit (a unit's changes are netted per key first,
+  -- so no key is both set and cleared here).
+  INSERT INTO ppos_timers (kind, actor_id, key, shard, due_at, command)
+  SELECT i.kind, i.actor_id, t.key, i.shard, to_timestamp(t.due_at / 1000.0), t.command
+  FROM allowed i JOIN recorded r USING (kind, actor_id, message_id)
+  CROSS JOIN json_to_recordset(i.timers_set) AS t(key text, due_at float8, command jsonb)
+  WHERE i.event_type IS NOT NULL
+  ON CONFLICT (kind, actor_id, key) DO UPDATE SET shard = EXCLUDED.shard, due_at = EXCLUDED.due_at, command = EXCLUDED.command
   RETURNING 1
 ), settled AS (
   UPDATE ppos_dedupe d SET reply = i.settle_reply
@@ -184,8 +202,27 @@ function eventRow(row: Record<string, unknown>): JournaledEvent {
   };
 }
 
+/**
+ * Each timer key's last change in the unit, at the entry that made it: a hold set and closed in
+ * one unit writes nothing, one closed and set again is set.
+ */
+function nettedTimers(unit: AppendUnit): { set: TimerSpec[]; clear: string[] }[] {
+  const last = new Map<string, { ord: number; set: TimerSpec | null }>();
+  unit.entries.forEach((entry, ord) => {
+    for (const key of entry.timers?.clear ?? []) last.set(key, { ord, set: null });
+    for (const timer of entry.timers?.set ?? []) last.set(timer.key, { ord, set: timer });
+  });
+  const byEntry = unit.entries.map(() => ({ set: [] as TimerSpec[], clear: [] as string[] }));
+  for (const [key, change] of last) {
+    if (change.set) byEntry[change.ord]!.set.push(change.set);
+    else byEntry[change.ord]!.clear.push(key);
+  }
+  return byEntry;
+}
+
 function unitRows(unit: AppendUnit, index: number): Record<string, unknown>[] {
   let seq = unit.expectedSeq;
+  const timers = nettedTimers(unit);
   return unit.entries.map((entry, ord) => {
     const { type, ...data } = entry.event ?? { type: null };
     if (entry.event) seq += 1;
@@ -213,6 +250,8 @@ function unitRows(unit: AppendUnit, index: number): Record<string, unknown>[] {
       settle_reply: entry.settles?.reply ?? null,
       facts_absent: entry.factsAssumedAbsent ?? [],
       facts: entry.factsEstablished ?? [],
+      timers_set: timers[ord]!.set.map((t) => ({ key: t.key, due_at: t.dueAt, command: t.command })),
+      timers_clear: timers[ord]!.clear,
     };
   });
 }
@@ -577,6 +616,37 @@ export class PgJournal implements Journal {
       [kind ?? null],
     );
     return result.rows.map((row) => ({ kind: row.kind, id: row.actor_id }));
+  }
+
+  async dueTimers(shards: readonly number[], limit: number): Promise<DueTimer[]> {
+    if (shards.length === 0) return [];
+    const result = await this.query(
+      `SELECT kind, actor_id, key, (extract(epoch FROM due_at) * 1000)::float8 AS due_ms, command FROM ppos_timers
+       WHERE shard = ANY($1::int[]) AND due_at <= now() ORDER BY due_at LIMIT $2`,
+      [shards, limit],
+    );
+    return result.rows.map((row) => ({
+      ref: { kind: row.kind as string, id: row.actor_id as string },
+      key: row.key as string,
+      dueAt: Math.round(row.due_ms as number),
+      command: row.command as TimerSpec['command'],
+    }));
+  }
+
+  async dropFiredTimer(timer: DueTimer): Promise<void> {
+    await this.query(
+      'DELETE FROM ppos_timers WHERE kind = $1 AND actor_id = $2 AND key = $3 AND abs(extract(epoch FROM due_at) * 1000 - $4::float8) < 0.5',
+      [timer.ref.kind, timer.ref.id, timer.key, timer.dueAt],
+    );
+  }
+
+  async timersOf(ref: ActorRef, limit: number): Promise<TimerSpec[]> {
+    const result = await this.query(
+      `SELECT key, (extract(epoch FROM due_at) * 1000)::float8 AS due_ms, command FROM ppos_timers
+       WHERE kind = $1 AND actor_id = $2 ORDER BY due_at, key LIMIT $3`,
+      [ref.kind, ref.id, limit],
+    );
+    return result.rows.map((row) => ({ key: row.key as string, dueAt: Math.round(row.due_ms as number), command: row.command as TimerSpec['command'] }));
   }
 
   async noteDuplicate(ref: ActorRef, messageId: string): Promise<void> {

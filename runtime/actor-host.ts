@@ -290,7 +290,7 @@ export class ActorHost {
         return false;
       },
     };
-    const decision = decideOf(this.kind, state, command, this.ref.id, envelope.id, facts);
+    const decision = decideOf(this.kind, state, command, this.ref.id, envelope.id, facts, incoming.receivedAt.getTime());
     const unchanged = { incoming, command, print, event: null, next: state, seq, settlement: null, opensSaga: false, assumed, established: [] };
     if (decision.outcome === 'reject') {
       return { ...unchanged, stored: { ok: false, error: { code: 'REJECTED', reason: decision.reason, message: decision.message } } };
@@ -333,6 +333,8 @@ export class ActorHost {
         entries: decided.map((d) => ({
           event: d.event,
           ...(d.event ? { eventVersion: currentVersion(this.kind, d.event.type) } : {}),
+          // Timers the event sets or makes moot: in the same commit as the event.
+          ...(d.event && this.kind.timerChanges ? { timers: this.kind.timerChanges(d.event) } : {}),
           messageId: d.incoming.envelope.id,
           idTime: messageIdTime(d.incoming.envelope.id),
           fingerprint: d.print,

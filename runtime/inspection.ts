@@ -45,6 +45,17 @@ export interface ActorInspection {
   readonly state: Record<string, unknown>;
   readonly dedupe: { readonly remembered: number; readonly recentMessageIds: readonly string[] };
   readonly stateHash?: string;
+  /** Pending timers as stored, soonest first (at most TIMERS_SHOWN): `{dueAt, command}`. */
+  readonly timers: readonly { readonly dueAt: string; readonly key: string; readonly command: unknown }[];
+}
+
+/** Timers an inspection lists, soonest first. */
+export const TIMERS_SHOWN = 100;
+
+async function timersShown(journal: Journal, kind: ActorKind, ref: ActorRef): Promise<ActorInspection['timers']> {
+  if (!kind.timerChanges) return [];
+  const stored = await journal.timersOf(ref, TIMERS_SHOWN);
+  return stored.map((t) => ({ dueAt: new Date(t.dueAt).toISOString(), key: t.key, command: t.command }));
 }
 
 /** The fields that depend on the state alone. */
@@ -78,6 +89,7 @@ export async function inspectActor(
       mailboxDepth: live.mailboxDepth,
       ...stateFields(kind, host.current, request),
       dedupe: { remembered: host.rememberedReplies, recentMessageIds: host.recentMessageIds(20) },
+      timers: await timersShown(journal, kind, ref),
     };
   }
   const loaded = await loadState(journal, kind, ref);
@@ -91,5 +103,6 @@ export async function inspectActor(
     mailboxDepth: 0,
     ...stateFields(kind, loaded.state, request),
     dedupe: { remembered: 0, recentMessageIds: [] },
+    timers: await timersShown(journal, kind, ref),
   };
 }

@@ -17,6 +17,8 @@ export interface Ownership {
   route(ref: ActorRef): Route;
   /** The actor's shard and the epoch this node's appends carry (one that never matches when not held). */
   fence(ref: ActorRef): Fence;
+  /** The shards this node holds now (whose timers it fires). */
+  heldShards(): number[];
 }
 
 /**
@@ -32,5 +34,9 @@ export class SingleNodeOwnership implements Ownership {
 
   fence(ref: ActorRef): Fence {
     return { shard: shardOf(ref, this.shardCount), epoch: 0 };
+  }
+
+  heldShards(): number[] {
+    return Array.from({ length: this.shardCount }, (_, shard) => shard);
   }
 }

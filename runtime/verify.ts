@@ -5,7 +5,7 @@ import type { ActorKind } from '../actors/kind.js';
 import { currentEvent } from '../actors/event-version.js';
 import { applyEvent, initialState, persistState } from '../actors/state.js';
 import { refKey, type ActorRef, type Journal } from '../persistence/journal.js';
-import type { OutboundCommand } from '../actors/kind.js';
+import type { OutboundCommand, TimerSpec } from '../actors/kind.js';
 import { fingerprint } from './dedupe.js';
 import { stateHash } from './recovery.js';
 import { answerMessageId } from './saga-runner.js';
@@ -130,6 +130,13 @@ export async function verifyJournals(options: VerifyOptions): Promise<EvidenceRe
       checks.add('facts_match_events');
       for (const problem of compareFacts(expectedFacts, await journal.factsOf(ref), events.length)) fail('facts_match_events', ref, problem);
     }
+    if (kind.pendingTimers) {
+      checks.add('timers_match_holds');
+      for (const problem of compareTimers(kind.pendingTimers(state), await journal.timersOf(ref, Number.MAX_SAFE_INTEGER))) {
+        // A node may have committed since this replay: the timers then belong to a newer state.
+        if ((await journal.headSeq(ref)) === events.length) fail('timers_match_holds', ref, problem);
+      }
+    }
     finalStates.set(refKey(ref), { ref, state, seq: events.length });
     if (options.liveState) {
       const problem = await compareLive(options, kind, ref, state, events.length);
@@ -239,4 +246,18 @@ async function compareLive(
     return `the live actor at seq ${live.seq} holds a state its journal does not replay to`;
   }
   return null;
+}
+
+/** Every pending timer the state has, stored with its deadline; no stored timer the state does not have. */
+function compareTimers(expected: readonly TimerSpec[], stored: readonly TimerSpec[]): string[] {
+  const problems: string[] = [];
+  const storedByKey = new Map(stored.map((t) => [t.key, t]));
+  for (const timer of expected) {
+    const found = storedByKey.get(timer.key);
+    if (!found) problems.push(`timer ${timer.key} due ${new Date(timer.dueAt).toISOString()} is missing`);
+    else if (found.dueAt !== timer.dueAt) problems.push(`timer ${timer.key} is due ${new Date(found.dueAt).toISOString()}, the state says ${new Date(timer.dueAt).toISOString()}`);
+    storedByKey.delete(timer.key);
+  }
+  for (const orphan of storedByKey.values()) problems.push(`timer ${orphan.key} points at nothing the state holds`);
+  return problems.slice(0, 10);
 }

@@ -314,6 +314,11 @@ export function buildProgram(): Command {
         state: actorKind.view(loaded.state),
         // The whole state, as snapshots store it: a journal read, not bounded like a reply.
         context: persistState(actorKind, loaded.state).context,
+        // The timers pending at that moment (at most 100, soonest first).
+        timers: (actorKind.pendingTimers?.(loaded.state) ?? [])
+          .sort((a, b) => a.dueAt - b.dueAt)
+          .slice(0, 100)
+          .map((t) => ({ dueAt: new Date(t.dueAt).toISOString(), key: t.key, command: t.command })),
       };
       if (options.json) printJson(view);
       else writeOut(`${kind}/${id} right after event ${loaded.seq}\n${keyValues(view.state)}\n`);

@@ -26,6 +26,8 @@ export interface NodeConfig {
   readonly leaseMs: number;
   /** How often a node looks for sagas left open (by a crash, or by a node that died). */
   readonly sagaResumeIntervalMs: number;
+  /** How often a node looks for due timers on its shards. */
+  readonly timerPollMs: number;
   /** Group commit: most appends in one journal statement and commit. */
   readonly commitBatch: number;
   /** Group commit: extra wait to collect appends before a commit (0: only what is already queued). */
@@ -130,6 +132,7 @@ export function resolveConfig(raw: RawOptions, env: NodeJS.ProcessEnv = process.
     shardCount: positiveInt('--shards', raw.shards ?? env.PPOS_SHARDS, 256),
     leaseMs: positiveInt('--lease-ms', raw.leaseMs ?? env.PPOS_LEASE_MS, 6_000),
     sagaResumeIntervalMs: positiveInt('PPOS_SAGA_RESUME_MS', env.PPOS_SAGA_RESUME_MS, 15_000),
+    timerPollMs: positiveInt('PPOS_TIMER_POLL_MS', env.PPOS_TIMER_POLL_MS, 200),
     // Bounded: a batch is one statement parameter, and a linger adds to every command's latency.
     commitBatch: atMost('--commit-batch', positiveInt('--commit-batch', raw.commitBatch ?? env.PPOS_COMMIT_BATCH, 256), 4_096),
     commitLingerMs: atMost('--commit-linger-ms', nonNegativeInt('--commit-linger-ms', raw.commitLingerMs ?? env.PPOS_COMMIT_LINGER_MS, 0), 100),

@@ -13,6 +13,7 @@ import { NodeService } from '../runtime/service.js';
 import { NodeStats } from '../runtime/stats.js';
 import type { Reply } from '../runtime/envelope.js';
 import { SagaRunner } from '../runtime/saga-runner.js';
+import { TimerService } from '../runtime/timer-service.js';
 import { CLUSTER_CHANGED_SUBJECT, eventsSubject, stepSubject } from '../runtime/subjects.js';
 import { ProjectionStore } from '../persistence/projection-store.js';
 import { builtInProjections } from '../persistence/projections/index.js';
@@ -240,6 +241,16 @@ export async function startNode(config: NodeConfig, rootLogger: Logger, deps: No
     const resumed = await resumeOpenSagas();
     if (resumed.length > 0) await logRecoveryEvidence({ journal, kinds, registry, resumed, startedAt: takeoverStarted, logger });
   };
+  // Durable timers (a hold's deadline): the due ones of the shards this node holds.
+  const timers = new TimerService({
+    journal,
+    logger,
+    heldShards: () => ownership.heldShards(),
+    pollMs: config.timerPollMs,
+    deliver: (timer, envelope) =>
+      new Promise<Reply | null>((resolve) => registry.dispatch(timer.ref, { envelope, receivedAt: new Date(), internal: true }, resolve)),
+  });
+  timers.start();
   const resumer = setInterval(() => void resumeOpenSagas(), config.sagaResumeIntervalMs);
   resumer.unref();
 
@@ -276,6 +287,7 @@ export async function startNode(config: NodeConfig, rootLogger: Logger, deps: No
         await service.stop();
         await router.stop();
         await runner.stop();
+        await timers.stop();
         sagas.stop();
         await registry.drain();
         if (cluster) {

@@ -245,6 +245,22 @@ export function ActorView({ kind, id, feed }: { kind: string; id: string; feed: 
             </div>
           )}
           {lines && <SagaLines lines={lines} />}
+          {stateAt?.timers && stateAt.timers.length > 0 && (
+            <div data-testid="timers">
+              <h3>Pending timers</h3>
+              <table class="grid">
+                <tbody>
+                  {stateAt.timers.map((t) => (
+                    <tr key={t.key}>
+                      <td class="mono">{t.dueAt}</td>
+                      <td class="mono">{t.key}</td>
+                      <td class="mono muted">{JSON.stringify(t.command)}</td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </div>
+          )}
         </section>
         <section>
           <h3>Context</h3>

@@ -92,6 +92,8 @@ export interface StateAt {
   readonly context: Record<string, unknown>;
   readonly event: JournalEntry | null;
   readonly changes: readonly ContextChange[];
+  /** Timers pending right after this event, soonest first. */
+  readonly timers?: readonly { readonly dueAt: string; readonly key: string; readonly command: unknown }[];
 }
 
 export interface EventsPage {

@@ -54,6 +54,7 @@ function foldBatch(events: readonly FedEvent[]): Map<string, SkuChange> {
         change.open += 1;
         break;
       case 'Released':
+      case 'HoldExpired':
       case 'Consumed': {
         const id = e.reservationId as string;
         const consumed = e.type === 'Consumed';

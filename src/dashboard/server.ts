@@ -375,6 +375,11 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
         state: kind.view(state),
         event: diff.events[0] ? eventJson(diff.events[0]) : null,
         changes: diff.changes,
+        // Timers pending right after this event (at most 100, soonest first).
+        timers: (kind.pendingTimers?.(state) ?? [])
+          .sort((a, b) => a.dueAt - b.dueAt)
+          .slice(0, 100)
+          .map((t) => ({ dueAt: new Date(t.dueAt).toISOString(), key: t.key, command: t.command })),
       };
     }
     if (view === 'diff') {

@@ -54,9 +54,10 @@ function history(random: Random, skus: readonly string[], length: number): { eve
       const id = random.pick([...m.open.keys()]);
       const qty = m.open.get(id)!;
       m.open.delete(id);
-      const consumed = random.chance(0.5);
-      if (consumed) m.onHand -= qty;
-      event = { type: consumed ? 'Consumed' : 'Released', reservationId: id };
+      // Closed by a consume, a release, or its hold expiring (which frees it as a release does).
+      const closing = random.pick(['Consumed', 'Released', 'HoldExpired'] as const);
+      if (closing === 'Consumed') m.onHand -= qty;
+      event = { type: closing, reservationId: id };
     } else if (roll >= 0.85) {
       const onHand = reserved + random.int(0, 30);
       m.onHand = onHand;
