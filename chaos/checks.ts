@@ -140,7 +140,7 @@ export async function checkLedger(admin: pg.Pool, ledger: ReadonlyMap<string, Co
     if (row.type === 'Reserved') {
       if (open.has(reservation)) reopened.push(`reservation ${reservation} opened twice`);
       open.add(reservation);
-    } else if (row.type === 'Released' || row.type === 'Consumed') open.delete(reservation);
+    } else if (row.type === 'Released' || row.type === 'Consumed' || row.type === 'HoldExpired') open.delete(reservation);
   }
 
   return {
@@ -171,4 +171,62 @@ export async function checkSagasSettled(journal: PgJournal): Promise<Invariant> 
     if (saga) failures.push(`workorder/${ref.id} is still in its ${saga.kind} saga`);
   }
   return invariant('sagas_settled', failures, `${orders.length} work orders, none mid-saga`);
+}
+
+interface HoldRow {
+  readonly actor_id: string;
+  readonly seq: number;
+  readonly type: string;
+  readonly reservation_id: string;
+  readonly expires_at: string | null;
+  readonly recorded_ms: number;
+}
+
+/**
+ * Holds with a deadline: each closed at most once (the journal's replay refuses a second close,
+ * so it is counted here), none expired before its deadline, and none still open longer than
+ * `lateMs` past it, with nodes running. `nowMs`: the database's clock at the check.
+ */
+export async function checkHolds(admin: pg.Pool, lateMs: number): Promise<Invariant & { holds: number; expired: number }> {
+  const rows = (
+    await admin.query<HoldRow>(
+      `SELECT actor_id, seq, type, data->>'reservationId' AS reservation_id, data->>'expiresAt' AS expires_at,
+              (extract(epoch FROM recorded_at) * 1000)::float8 AS recorded_ms
+       FROM ppos_events WHERE kind = 'inventory' AND type IN ('Reserved', 'Released', 'Consumed', 'HoldExpired') ORDER BY actor_id, seq`,
+    )
+  ).rows;
+  const nowMs = Number((await admin.query<{ now_ms: number }>('SELECT (extract(epoch FROM now()) * 1000)::float8 AS now_ms')).rows[0]!.now_ms);
+  const failures: string[] = [];
+  const open = new Map<string, { expiresAt: number | null; closes: number }>();
+  let holds = 0;
+  let expired = 0;
+  for (const row of rows) {
+    const key = `${row.actor_id}/${row.reservation_id}`;
+    if (row.type === 'Reserved') {
+      const expiresAt = row.expires_at === null ? null : Number(row.expires_at);
+      if (expiresAt !== null) holds += 1;
+      open.set(key, { expiresAt, closes: 0 });
+      continue;
+    }
+    const hold = open.get(key);
+    if (row.type === 'HoldExpired') {
+      expired += 1;
+      if (!hold || hold.expiresAt === null) failures.push(`${key}: HoldExpired at seq ${row.seq} for no hold with a deadline`);
+      // Recorded at the firing's receipt, by the clock the deadline was set by.
+      else if (row.recorded_ms < hold.expiresAt) failures.push(`${key}: expired ${Math.round(hold.expiresAt - row.recorded_ms)} ms before its deadline`);
+    }
+    if (hold) {
+      hold.closes += 1;
+      if (hold.closes > 1) failures.push(`${key}: closed ${hold.closes} times`);
+      open.delete(key);
+    }
+  }
+  for (const [key, hold] of open) {
+    if (hold.expiresAt !== null && hold.expiresAt + lateMs < nowMs) failures.push(`${key}: still open ${Math.round(nowMs - hold.expiresAt)} ms past its deadline`);
+  }
+  return {
+    ...invariant('holds_expire_once_on_time', failures, `${holds} holds with a deadline, ${expired} expired, none early, none twice, none open ${lateMs / 1000} s past its deadline`),
+    holds,
+    expired,
+  };
 }

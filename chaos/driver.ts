@@ -13,7 +13,10 @@ import { PposClient } from '../src/client.js';
 import { PrivateNatsServer } from '../src/nats-server.js';
 import { Random } from '../src/random.js';
 import { CLI_PATH } from '../src/spawn.js';
-import { checkLedger, checkSagasSettled, type Invariant } from './checks.js';
+import { checkHolds, checkLedger, checkSagasSettled, type Invariant } from './checks.js';
+
+/** How long past its deadline a hold may stay open while nodes run (timer polls, faults just healed). */
+const HOLD_LATE_MS = 10_000;
 import { checkStream, LagSampler, waitForFollowers } from './eventual.js';
 import { FAULT_KINDS, FaultInjector, planFaults, type FaultKind } from './faults.js';
 import { MULTI_NODE_READY, NodeSet } from './nodes.js';
@@ -246,6 +249,14 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     const settleDeadline = Date.now() + 120_000;
     while ((await journal.openSagas()).length > 0 && Date.now() < settleDeadline) await sleep(250);
 
+    log('waiting for the holds that are due to expire');
+    const holdsDeadline = Date.now() + 30_000;
+    let holds = await checkHolds(admin, HOLD_LATE_MS);
+    while (!holds.ok && Date.now() < holdsDeadline) {
+      await sleep(250);
+      holds = await checkHolds(admin, HOLD_LATE_MS);
+    }
+
     log('waiting for the projections and the export to catch up');
     const caughtUp = await waitForFollowers(admin, 60_000);
     lags.stop();
@@ -266,6 +277,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     const invariants: Invariant[] = [
       ...ledger.invariants,
       sagas,
+      holds,
       {
         name: 'verify_all_trusted',
         ok: verified.code === 0 && verified.record?.confidence_status === 'trusted',

@@ -244,7 +244,9 @@ export class Workload {
     if (roll < 0.4 || this.openReservations.length === 0) {
       const sku = this.hotSku();
       const reservationId = `r${this.options.seed}-${this.counter + 1}`;
-      const reply = await this.command({ kind: 'inventory', id: sku }, 'Reserve', { reservationId, qty: this.random.int(1, 5) });
+      // A third of them holds with a short deadline: expiries race the clients' releases and the faults.
+      const hold = this.random.chance(0.33) ? { holdMs: this.random.int(300, 3_000) } : {};
+      const reply = await this.command({ kind: 'inventory', id: sku }, 'Reserve', { reservationId, qty: this.random.int(1, 5), ...hold });
       // Unanswered: it may hold or not; releasing or consuming it later is safe either way.
       if (reply === null || (reply.ok && reply.events.length > 0)) this.openReservations.push({ sku, reservationId });
     } else if (roll < 0.65) {
