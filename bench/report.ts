@@ -5,6 +5,7 @@ import type { ClusterRow } from './cluster.js';
 import type { LoadResult } from './load.js';
 import type { HistoryResult } from './history.js';
 import type { EventualResult } from './eventual.js';
+import type { TimersResult } from './timers.js';
 import type { ActivationRow, CrashResult, MemoryResult } from './recovery.js';
 import type { ThroughputRow } from './throughput.js';
 
@@ -36,6 +37,7 @@ export interface BenchResults {
   readonly cluster?: ClusterRow[];
   readonly history?: HistoryResult;
   readonly eventual?: EventualResult;
+  readonly timers?: TimersResult;
   readonly notes: string[];
 }
 
@@ -222,6 +224,32 @@ export function renderReport(results: BenchResults): string {
         ],
       ),
     );
+    out.push('');
+  }
+
+  if (results.timers) {
+    const t = results.timers;
+    const median = (xs: readonly number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
+    out.push('## Durable timers');
+    out.push('');
+    out.push(
+      `A node started on a journal with ${n0(t.pending)} pending timers (due in a day) and on one with none, alternately, twice each; ` +
+        `then ${n0(t.holds)} holds (Reserve with holdMs, 1,000 SKUs, 64 clients) set to fall due at one moment, and the rate they expire ` +
+        '(each fired as a command, journaled as HoldExpired) after it.',
+    );
+    out.push('');
+    out.push(
+      table(
+        ['', 'no timers', `${n0(t.pending)} pending`],
+        [
+          ['start to ready, ms (each round)', t.startMs.none.map(n0).join(', '), t.startMs.full.map(n0).join(', ')],
+          ['start, median ms', n0(median(t.startMs.none)), n0(median(t.startMs.full))],
+          ['RSS after start, MiB', n0(t.rssMiB.none), n0(t.rssMiB.full)],
+        ],
+      ),
+    );
+    out.push('');
+    out.push(`Holds set at ${n0(t.setPerSecond)}/s (commands); fired and expired at ${n0(t.firedPerSecond)}/s (${n0(t.holds)} in ${n0(t.drainMs)} ms after their deadline): ${(t.firedPerSecond / t.setPerSecond).toFixed(2)}× the command rate.`);
     out.push('');
   }
 
