@@ -9,6 +9,8 @@ export interface GroupCommitOptions {
   readonly maxInFlight: number;
   /** Extra wait before a flush, to collect more appends; 0 = only what is already queued. */
   readonly lingerMs: number;
+  /** Told of each commit: how many appends it carried and how long it took (metrics). */
+  readonly onFlushed?: (size: number, ms: number) => void;
 }
 
 interface Pending<Req, Res> {
@@ -64,7 +66,9 @@ export class GroupCommitter<Req, Res> {
 
   private async flushOne(batch: Pending<Req, Res>[]): Promise<void> {
     try {
+      const began = performance.now();
       const results = await this.flushBatch(batch.map((p) => p.request));
+      this.options.onFlushed?.(batch.length, performance.now() - began);
       batch.forEach((pending, i) => {
         const result = results[i];
         if (result instanceof Error) pending.reject(result);

@@ -356,6 +356,7 @@ export class PgJournal implements Journal {
       maxBatch: options.groupCommit?.maxBatch ?? 256,
       maxInFlight: options.groupCommit?.maxInFlight ?? 4,
       lingerMs: options.groupCommit?.lingerMs ?? 0,
+      ...(options.groupCommit?.onFlushed ? { onFlushed: options.groupCommit.onFlushed } : {}),
     });
   }
 

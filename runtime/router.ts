@@ -83,12 +83,16 @@ export class Router {
     const receivedAt = new Date();
     const started = performance.now();
     if (!msg.reply) return; // a plain publish has nobody to answer: commands are request/reply only
+    // What the metrics label the command with, once known: only names the node knows, so a
+    // client cannot make up label values.
+    let kind = '_unknown';
+    let type = '_unknown';
     const respond = (reply: Reply | null): void => {
       // null: the outcome of the command is unknown (a commit's answer was lost). Saying
       // "nothing was applied" could be false, so nothing is said; the client's retry with the
       // same id gets the truth from the journal's dedupe record.
       if (reply === null) return;
-      this.options.stats.recordCommand(performance.now() - started, reply);
+      this.options.stats.recordCommand(performance.now() - started, reply, kind, type);
       respondWithin(msg, JSON.stringify(reply), () => JSON.stringify(withoutState(reply)), (failure) =>
         this.options.logger.error({ subject: msg.subject, err: failure.message }, 'could not send a reply'),
       );
@@ -106,8 +110,10 @@ export class Router {
       }
       return respond(errorReply('UNAVAILABLE', `shard ${route.shard} of ${address.kind}/${address.id} is moving between nodes; nothing was applied, retry`));
     }
+    kind = address.kind;
     const envelope = parseEnvelope(msg.data, origin);
     if (isReply(envelope)) return respond(envelope);
+    if (this.options.kinds.get(address.kind)?.commands.has(envelope.type)) type = envelope.type;
     this.options.registry.dispatch(address, { envelope, receivedAt }, respond);
   }
 }

@@ -1,6 +1,7 @@
 // Node counters for operators: cheap enough for the hot path (a few increments and one
 // array write per command), summarised only when asked.
 import type { Reply } from './envelope.js';
+import type { NodeMetrics } from './metrics.js';
 import type { ActorRegistry } from './registry.js';
 
 const WINDOW = 4096;
@@ -20,9 +21,12 @@ export class NodeStats {
   private readonly perSecond = new Uint32Array(RATE_SECONDS + 1);
   private readonly perSecondStamp = new Float64Array(RATE_SECONDS + 1);
 
+  /** Prometheus metrics, when the node serves them (`--http`). */
+  metrics: NodeMetrics | undefined;
+
   constructor(readonly nodeId: string) {}
 
-  recordCommand(ms: number, reply: Reply): void {
+  recordCommand(ms: number, reply: Reply, kind = '_unknown', type = '_unknown'): void {
     this.latencies[this.latencyCount % WINDOW] = ms;
     this.latencyCount += 1;
     this.commands += 1;
@@ -35,6 +39,7 @@ export class NodeStats {
     this.perSecond[slot] = this.perSecond[slot]! + 1;
     const outcome = reply.ok ? (reply.duplicate ? 'duplicate' : 'ok') : reply.error.code;
     this.outcomes.set(outcome, (this.outcomes.get(outcome) ?? 0) + 1);
+    this.metrics?.recordCommand(kind, type, outcome, ms);
   }
 
   /** The metrics hooks actor hosts report to. */

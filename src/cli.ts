@@ -151,6 +151,7 @@ export function buildProgram(): Command {
     .option('--commit-linger-ms <ms>', 'group commit: wait this long to collect appends, up to 100 (env PPOS_COMMIT_LINGER_MS; default 0)')
     .option('--commit-in-flight <n>', 'group commit: most commits at once, up to 32 (env PPOS_COMMIT_IN_FLIGHT; default 4)')
     .option('--followers <names>', 'journal followers this node may run: stock,workorders,export (default), a subset, or none (env PPOS_FOLLOWERS)')
+    .option('--http <host:port>', 'serve /metrics (Prometheus), /healthz and /readyz here; a bare port listens on the loopback (env PPOS_HTTP; default off)')
     .option('--lag-budget <name=ms>', 'lag a projection or the export may have, repeatable (env PPOS_LAG_BUDGETS; defaults stock=2000, workorders=5000, export=2000)', (value: string, previous: string[] = []) => [...previous, value])
     .action(async (options: CommonOptions) => {
       const config = resolveConfig(options);

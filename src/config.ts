@@ -1,5 +1,6 @@
 // Runtime configuration: a flag wins over its environment variable, which wins over the
 // default (CONTRACT.md section 1). Every value is checked here, once, with a clear error.
+import { parseListen } from '../runtime/http-endpoint.js';
 import { monotonicFactory } from 'ulid';
 import { natsSettings, NatsSettingsError, type NatsFlags, type NatsSettings } from './nats.js';
 import { DEFAULT_LAG_BUDGETS } from '../persistence/projections/index.js';
@@ -38,6 +39,8 @@ export interface NodeConfig {
   readonly followers: readonly string[];
   /** Lag each follower may have (ms), by name. */
   readonly lagBudgets: ReadonlyMap<string, number>;
+  /** Where to serve /metrics, /healthz and /readyz; unset: no HTTP port (the default). */
+  readonly http: { readonly host: string; readonly port: number } | undefined;
 }
 
 export class UsageError extends Error {}
@@ -61,9 +64,18 @@ export interface RawOptions extends NatsFlags {
   readonly followers?: string | undefined;
   /** `NAME=MS`, repeated (or comma-separated). */
   readonly lagBudget?: readonly string[] | string | undefined;
+  /** `HOST:PORT` or `PORT` (loopback). */
+  readonly http?: string | undefined;
 }
 
 const FOLLOWERS = [...DEFAULT_LAG_BUDGETS.keys()];
+
+function httpListen(value: string | undefined): { host: string; port: number } | undefined {
+  if (value === undefined || value === '') return undefined;
+  const listen = parseListen(value);
+  if (typeof listen === 'string') throw new UsageError(`--http ${listen}`);
+  return listen;
+}
 
 function followerList(value: string | undefined): string[] {
   if (value === undefined || value === '') return FOLLOWERS;
@@ -139,5 +151,6 @@ export function resolveConfig(raw: RawOptions, env: NodeJS.ProcessEnv = process.
     commitInFlight: atMost('--commit-in-flight', positiveInt('--commit-in-flight', raw.commitInFlight ?? env.PPOS_COMMIT_IN_FLIGHT, 4), 32),
     followers: followerList(raw.followers ?? env.PPOS_FOLLOWERS),
     lagBudgets: lagBudgets(raw.lagBudget, env.PPOS_LAG_BUDGETS),
+    http: httpListen(raw.http ?? env.PPOS_HTTP),
   };
 }

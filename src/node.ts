@@ -14,6 +14,10 @@ import { NodeStats } from '../runtime/stats.js';
 import type { Reply } from '../runtime/envelope.js';
 import { SagaRunner } from '../runtime/saga-runner.js';
 import { TimerService } from '../runtime/timer-service.js';
+import { startHttpEndpoint, type HttpEndpoint } from '../runtime/http-endpoint.js';
+import { NodeMetrics } from '../runtime/metrics.js';
+import { projectionReports } from '../runtime/projection-status.js';
+import { packageVersion } from '../runtime/service.js';
 import { CLUSTER_CHANGED_SUBJECT, eventsSubject, stepSubject } from '../runtime/subjects.js';
 import { ProjectionStore } from '../persistence/projection-store.js';
 import { builtInProjections } from '../persistence/projections/index.js';
@@ -44,6 +48,8 @@ export interface RunningNode {
   readonly recoveryEvidence: Promise<NodeRecoveryEvidence | null>;
   /** Shard ownership (absent when a test injected its own). */
   readonly cluster: ClusterOwnership | undefined;
+  /** Where /metrics, /healthz and /readyz are served (with `--http`). */
+  readonly httpUrl: string | undefined;
   /** Stops taking messages, finishes those in mailboxes, then closes NATS and the journal. */
   stop(): Promise<void>;
 }
@@ -67,11 +73,18 @@ export async function startNode(config: NodeConfig, rootLogger: Logger, deps: No
   let stopNode: (() => Promise<void>) | undefined;
   let followersRef: ProjectionRunner | undefined;
   const kinds = deps.kinds ?? actorKinds;
+  // Prometheus metrics, when the node serves an HTTP port (`--http`): set up below.
+  let metrics: NodeMetrics | undefined;
   const opened: OpenedJournal = await openJournal(config, logger, {
     // Every commit in flight holds a connection; reads (activation, inspection) need a few more,
     // and each follower of the journal one while it applies a batch.
     poolSize: Math.max(8, config.commitInFlight + 4) + config.followers.length,
-    groupCommit: { maxBatch: config.commitBatch, lingerMs: config.commitLingerMs, maxInFlight: config.commitInFlight },
+    groupCommit: {
+      maxBatch: config.commitBatch,
+      lingerMs: config.commitLingerMs,
+      maxInFlight: config.commitInFlight,
+      onFlushed: (size, ms) => metrics?.recordCommit(size, ms),
+    },
   });
   const journal = opened.journal;
   // Filled in below: ownership, the saga runner and the registry need each other.
@@ -204,6 +217,36 @@ export async function startNode(config: NodeConfig, rootLogger: Logger, deps: No
   });
   if (followers.length > 0) await runner.start();
   followersRef = runner;
+  let timersRef: TimerService | undefined;
+  let draining = false;
+  let http: HttpEndpoint | undefined;
+  if (config.http) {
+    metrics = new NodeMetrics(
+      { node: config.nodeId, version: packageVersion() },
+      {
+        activeActors: () => registry.size,
+        mailboxDepth: () => registry.totalMailboxDepth(),
+        shardsOwned: () => ownership.heldShards().length,
+        projectionLags: async () => new Map((await projectionReports(journal.pool)).map((r) => [r.name, r.lagMs])),
+        timersFired: () => timersRef?.fired ?? 0,
+      },
+    );
+    stats.metrics = metrics;
+    http = await startHttpEndpoint(config.http.host, config.http.port, metrics, {
+      notReady: async () => {
+        if (draining) return 'draining';
+        if (nc.isClosed()) return 'the NATS connection is closed';
+        if (!(await within(1_000, nc.flush()))) return 'NATS does not answer';
+        if (!(await within(1_000, journal.pool.query('SELECT 1')))) return 'PostgreSQL does not answer';
+        if (ownership.heldShards().length === 0) return 'this node holds no shard';
+        return null;
+      },
+    }).catch(async (error: Error) => {
+      await opened.close();
+      throw new Error(`--http ${config.http!.host}:${config.http!.port}: ${error.message}`);
+    });
+    logger.info({ http: http.url }, 'serving /metrics, /healthz and /readyz');
+  }
   await nc.flush();
   logger.info({ nats: describeServers(config.nats), embedded: opened.embedded !== undefined, snapshotEvery: config.snapshotEvery }, 'node started');
 
@@ -242,14 +285,14 @@ export async function startNode(config: NodeConfig, rootLogger: Logger, deps: No
     if (resumed.length > 0) await logRecoveryEvidence({ journal, kinds, registry, resumed, startedAt: takeoverStarted, logger });
   };
   // Durable timers (a hold's deadline): the due ones of the shards this node holds.
-  const timers = new TimerService({
+  const timers = (timersRef = new TimerService({
     journal,
     logger,
     heldShards: () => ownership.heldShards(),
     pollMs: config.timerPollMs,
     deliver: (timer, envelope) =>
       new Promise<Reply | null>((resolve) => registry.dispatch(timer.ref, { envelope, receivedAt: new Date(), internal: true }, resolve)),
-  });
+  }));
   timers.start();
   const resumer = setInterval(() => void resumeOpenSagas(), config.sagaResumeIntervalMs);
   resumer.unref();
@@ -279,8 +322,10 @@ export async function startNode(config: NodeConfig, rootLogger: Logger, deps: No
     databaseUrl: opened.embedded?.url ?? config.databaseUrl ?? '',
     recoveryEvidence,
     cluster,
+    httpUrl: http?.url,
     stop() {
       stopping ??= (async () => {
+        draining = true;
         logger.info('draining: no new messages, finishing in-flight ones');
         clearInterval(resumer);
         if (pruner) clearInterval(pruner);
@@ -299,6 +344,7 @@ export async function startNode(config: NodeConfig, rootLogger: Logger, deps: No
         registry.stop();
         await nc.drain().catch(() => undefined);
         await opened.close();
+        await http?.close();
         logger.info(stats.snapshot(registry), 'node stopped');
       })();
       return stopping;
@@ -313,4 +359,17 @@ export async function startNode(config: NodeConfig, rootLogger: Logger, deps: No
     halt(`NATS closed the connection: ${error.message}`);
   });
   return running;
+}
+
+/** Whether `work` settles (either way) within `ms`: false when it failed or is still pending. */
+async function within(ms: number, work: Promise<unknown>): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  try {
+    return await Promise.race([work.then(() => true, () => false), late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

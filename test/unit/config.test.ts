@@ -4,6 +4,15 @@ import { describe, expect, it } from 'vitest';
 import { resolveConfig, UsageError } from '../../src/config.js';
 
 describe('node configuration', () => {
+  it('serves HTTP only when asked, on the loopback for a bare port', () => {
+    expect(resolveConfig({}, {}).http).toBeUndefined();
+    expect(resolveConfig({ http: '9464' }, {}).http).toEqual({ host: '127.0.0.1', port: 9464 });
+    expect(resolveConfig({}, { PPOS_HTTP: '0.0.0.0:9464' }).http).toEqual({ host: '0.0.0.0', port: 9464 });
+    expect(resolveConfig({ http: '[::1]:9464' }, {}).http).toEqual({ host: '::1', port: 9464 });
+    expect(() => resolveConfig({ http: 'host:99999' }, {})).toThrow(UsageError);
+    expect(() => resolveConfig({ http: 'nonsense' }, {})).toThrow(/--http must be HOST:PORT or PORT/);
+  });
+
   it('has the documented defaults', () => {
     const config = resolveConfig({}, {});
     expect(config).toMatchObject({
