@@ -6,6 +6,7 @@ import type { LoadResult } from './load.js';
 import type { HistoryResult } from './history.js';
 import type { EventualResult } from './eventual.js';
 import type { TimersResult } from './timers.js';
+import type { HttpCostResult } from './http.js';
 import type { ActivationRow, CrashResult, MemoryResult } from './recovery.js';
 import type { ThroughputRow } from './throughput.js';
 
@@ -38,6 +39,7 @@ export interface BenchResults {
   readonly history?: HistoryResult;
   readonly eventual?: EventualResult;
   readonly timers?: TimersResult;
+  readonly http?: HttpCostResult;
   readonly notes: string[];
 }
 
@@ -224,6 +226,30 @@ export function renderReport(results: BenchResults): string {
         ],
       ),
     );
+    out.push('');
+  }
+
+  if (results.http) {
+    const h = results.http;
+    const mean = (rs: readonly LoadResult[]): number => rs.reduce((sum, r) => sum + r.perSecond, 0) / Math.max(1, rs.length);
+    out.push('## The cost of metrics (`--http`)');
+    out.push('');
+    out.push(
+      `The ${n0(results.ppos?.[0]?.workload.actors ?? 1000)}-actor workload at ${h.outstanding} outstanding against a node with \`--http\` (metrics on the hot path, ` +
+        `scraped every second: ${h.scrapes} scrapes) and one without, alternately on one database, after a warm-up round of each.`,
+    );
+    out.push('');
+    out.push(
+      table(
+        ['', 'cmd/s (each window)', 'mean cmd/s', 'p99 ms (last window)'],
+        [
+          ['--http off', h.off.map((r) => n0(r.perSecond)).join(', '), n0(mean(h.off)), ms(h.off[h.off.length - 1]?.p99)],
+          ['--http on', h.on.map((r) => n0(r.perSecond)).join(', '), n0(mean(h.on)), ms(h.on[h.on.length - 1]?.p99)],
+        ],
+      ),
+    );
+    out.push('');
+    out.push(`On ÷ off: ${(mean(h.on) / mean(h.off)).toFixed(3)}× (goal ≥ 0.97×).`);
     out.push('');
   }
 

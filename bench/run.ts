@@ -18,6 +18,7 @@ import { historySection } from './history.js';
 import { eventualSection } from './eventual.js';
 import { activationSection, crashSection, memorySection } from './recovery.js';
 import { timersSection } from './timers.js';
+import { httpSection } from './http.js';
 import { renderReport, type BenchResults, type Machine } from './report.js';
 import { Cleanup, commandOutput, createDatabase, postgresPidsOf, startNats, type BenchDatabase } from './services.js';
 import { baselineBSection, comparisonSection, echoSection } from './throughput.js';
@@ -25,7 +26,7 @@ import { baselineBSection, comparisonSection, echoSection } from './throughput.j
 /** Below this (% of one core, whole machine), the machine counts as quiet for --wait-quiet. */
 const QUIET_BUSY_PERCENT = 30;
 
-const SECTIONS = ['echo', 'ppos', 'a', 'b', 'eventual', 'history', 'cluster', 'recovery', 'crash', 'memory', 'timers'] as const;
+const SECTIONS = ['echo', 'ppos', 'a', 'b', 'eventual', 'history', 'cluster', 'recovery', 'crash', 'memory', 'timers', 'http'] as const;
 type Section = (typeof SECTIONS)[number];
 
 const FULL: Settings = {
@@ -59,7 +60,7 @@ const RESULTS_DIR = path.resolve(here, '..', '..', 'bench', 'results');
 
 function usage(): never {
   process.stderr.write(
-    'usage: npm run bench [-- --quick] [--only echo,ppos,a,b,eventual,history,cluster,recovery,crash,memory,timers] [--clients N] [--a-pool N] [--wait-quiet S] [--no-write]\n' +
+    'usage: npm run bench [-- --quick] [--only echo,ppos,a,b,eventual,history,cluster,recovery,crash,memory,timers,http] [--clients N] [--a-pool N] [--wait-quiet S] [--no-write]\n' +
       '       npm run bench -- --profile [--quick]   (CPU profile of the node at 1000 actors, 64 outstanding)\n',
   );
   process.exit(2);
@@ -182,6 +183,7 @@ async function main(): Promise<void> {
     if (only.has('crash')) results.crash = await crashSection(ctx);
     if (only.has('memory')) results.memory = await memorySection(ctx);
     if (only.has('timers')) results.timers = await timersSection(ctx);
+    if (only.has('http')) results.http = await httpSection(ctx);
     await load.stop();
 
     for (const rows of [results.ppos, results.baselineA, results.echo] as (BenchResults['ppos'] | undefined)[]) {

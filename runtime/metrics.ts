@@ -46,9 +46,18 @@ export class NodeMetrics {
     });
   }
 
+  /** Label children by their values: prom-client would hash the label object on every call. */
+  private readonly commandCounters = new Map<string, { inc(): void }>();
+  private readonly commandTimers = new Map<string, { observe(value: number): void }>();
+
   recordCommand(kind: string, type: string, outcome: string, ms: number): void {
-    this.commands.inc({ kind, type, outcome });
-    this.commandSeconds.observe({ kind }, ms / 1000);
+    const key = `${kind}\u0000${type}\u0000${outcome}`;
+    let counter = this.commandCounters.get(key);
+    if (!counter) this.commandCounters.set(key, (counter = this.commands.labels({ kind, type, outcome })));
+    counter.inc();
+    let timer = this.commandTimers.get(kind);
+    if (!timer) this.commandTimers.set(kind, (timer = this.commandSeconds.labels({ kind })));
+    timer.observe(ms / 1000);
   }
 
   recordCommit(size: number, ms: number): void {
