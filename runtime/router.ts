@@ -87,12 +87,24 @@ export class Router {
     // client cannot make up label values.
     let kind = '_unknown';
     let type = '_unknown';
+    // For the debug line: what the request named, as far as it could be read.
+    let actor: string | undefined;
+    let envelopeType: string | undefined;
+    let messageId: string | undefined;
     const respond = (reply: Reply | null): void => {
       // null: the outcome of the command is unknown (a commit's answer was lost). Saying
       // "nothing was applied" could be false, so nothing is said; the client's retry with the
       // same id gets the truth from the journal's dedupe record.
       if (reply === null) return;
-      this.options.stats.recordCommand(performance.now() - started, reply, kind, type);
+      const ms = performance.now() - started;
+      this.options.stats.recordCommand(ms, reply, kind, type);
+      // One line per command at debug level (off by default): cheap to skip.
+      if (this.options.logger.isLevelEnabled('debug')) {
+        this.options.logger.debug(
+          { actor: actor ?? msg.subject, type: envelopeType, messageId, outcome: reply.ok ? (reply.duplicate ? 'duplicate' : 'ok') : reply.error.code, ms: Math.round(ms * 100) / 100 },
+          'command',
+        );
+      }
       respondWithin(msg, JSON.stringify(reply), () => JSON.stringify(withoutState(reply)), (failure) =>
         this.options.logger.error({ subject: msg.subject, err: failure.message }, 'could not send a reply'),
       );
@@ -111,8 +123,11 @@ export class Router {
       return respond(errorReply('UNAVAILABLE', `shard ${route.shard} of ${address.kind}/${address.id} is moving between nodes; nothing was applied, retry`));
     }
     kind = address.kind;
+    actor = `${address.kind}/${address.id}`;
     const envelope = parseEnvelope(msg.data, origin);
     if (isReply(envelope)) return respond(envelope);
+    envelopeType = envelope.type;
+    messageId = envelope.id;
     if (this.options.kinds.get(address.kind)?.commands.has(envelope.type)) type = envelope.type;
     this.options.registry.dispatch(address, { envelope, receivedAt }, respond);
   }
