@@ -137,6 +137,8 @@ function buildKind<S extends Record<string, unknown>, C extends ObjectSchemas, E
   const { name, commands, events } = declaration;
   if (!KIND_NAME.test(name)) throw new Error(`kind name ${JSON.stringify(name)} must match ${KIND_NAME.source}`);
   const queries = new Set<string>(declaration.queries ?? []);
+  // Names of the runtime's own commands (saga answers) are not the kind's to take.
+  for (const type of Object.keys(commands)) if (type.startsWith('@')) throw new Error(`${name}: command ${type}: names starting with @ are the runtime's`);
   for (const type of Object.keys(commands)) {
     if (!queries.has(type) && !Object.hasOwn(declaration.decide, type)) throw new Error(`${name}: command ${type} is neither a query nor decided`);
   }

@@ -13,8 +13,10 @@ type Versioned = DomainEvent & { [EVENT_VERSION]?: number };
 /** `event` as read from the journal, written at `version` of its type (null: version 1). */
 export function withVersion(event: DomainEvent, version: number | null | undefined): DomainEvent {
   if (version === null || version === undefined || version === 1) return event;
-  Object.defineProperty(event, EVENT_VERSION, { value: version, enumerable: false });
-  return event;
+  // On a copy: the object read may be shared or frozen.
+  const marked = { ...event };
+  Object.defineProperty(marked, EVENT_VERSION, { value: version, enumerable: false });
+  return marked;
 }
 
 /** The version of its type an event read from the journal was written at; 1 unless marked. */

@@ -40,8 +40,8 @@ export async function timersSection(ctx: BenchContext): Promise<TimersResult> {
   for (const db of [none, full]) await (await startNode(ctx.cleanup, ctx.nats.url, db.url, `bench-timers-migrate-${ctx.runTag}`)).stop();
   ctx.progress(`timers: writing ${pending.toLocaleString('en-US')} pending timers (due in a day)`);
   await full.pool.query(
-    `INSERT INTO ppos_timers (kind, actor_id, key, shard, due_at, command)
-     SELECT 'inventory', 'TIMER-' || (i % 10000), 'r-' || i, i % 256, now() + interval '1 day' + make_interval(secs => i % 3600), '{"type":"ExpireHold","payload":{}}'::jsonb
+    `INSERT INTO ppos_timers (kind, actor_id, key, shard, set_seq, due_at, command)
+     SELECT 'inventory', 'TIMER-' || (i % 10000), 'r-' || i, i % 256, i, now() + interval '1 day' + make_interval(secs => i % 3600), '{"type":"ExpireHold","payload":{}}'::jsonb
      FROM generate_series(1, $1::int) AS i`,
     [pending],
   );

@@ -45,6 +45,8 @@ export interface JournaledEvent {
 /** One command's contribution to an append: at most one event, and its dedupe record. */
 export interface DueTimer extends TimerSpec {
   readonly ref: ActorRef;
+  /** The seq of the event that set it. */
+  readonly setSeq: number;
 }
 
 export interface AppendEntry {
@@ -172,8 +174,8 @@ export interface Journal {
    * the database's clock, and moves the horizon below which a repeat is refused; returns how many.
    */
   pruneDedupe(olderThanHours: number): Promise<number>;
-  /** Timers due now on these shards, the most overdue first, at most `limit`. */
-  dueTimers(shards: readonly number[], limit: number): Promise<DueTimer[]>;
+  /** Timers due by `nowMs` on these shards, the most overdue first, at most `limit`. */
+  dueTimers(shards: readonly number[], nowMs: number, limit: number): Promise<DueTimer[]>;
   /** Removes a fired timer, unless it was set again meanwhile (another deadline). */
   dropFiredTimer(timer: DueTimer): Promise<void>;
   /** An actor's pending timers as stored, soonest first, at most `limit`. */

@@ -212,6 +212,8 @@ const MIGRATIONS: readonly Migration[] = [
         actor_id  text        NOT NULL,
         key       text        NOT NULL,
         shard     integer     NOT NULL,
+        -- The seq of the event that set it: part of the firing's id, and what its removal matches.
+        set_seq   bigint      NOT NULL,
         due_at    timestamptz NOT NULL,
         command   jsonb       NOT NULL,
         PRIMARY KEY (kind, actor_id, key)

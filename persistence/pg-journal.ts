@@ -112,12 +112,12 @@ WITH input AS (
 ), timers_set AS (
   -- Timers the events set, in the same commit (a unit's changes are netted per key first,
   -- so no key is both set and cleared here).
-  INSERT INTO ppos_timers (kind, actor_id, key, shard, due_at, command)
-  SELECT i.kind, i.actor_id, t.key, i.shard, to_timestamp(t.due_at / 1000.0), t.command
+  INSERT INTO ppos_timers (kind, actor_id, key, shard, set_seq, due_at, command)
+  SELECT i.kind, i.actor_id, t.key, i.shard, i.seq, to_timestamp(t.due_at / 1000.0), t.command
   FROM allowed i JOIN recorded r USING (kind, actor_id, message_id)
   CROSS JOIN json_to_recordset(i.timers_set) AS t(key text, due_at float8, command jsonb)
   WHERE i.event_type IS NOT NULL
-  ON CONFLICT (kind, actor_id, key) DO UPDATE SET shard = EXCLUDED.shard, due_at = EXCLUDED.due_at, command = EXCLUDED.command
+  ON CONFLICT (kind, actor_id, key) DO UPDATE SET shard = EXCLUDED.shard, set_seq = EXCLUDED.set_seq, due_at = EXCLUDED.due_at, command = EXCLUDED.command
   RETURNING 1
 ), settled AS (
   UPDATE ppos_dedupe d SET reply = i.settle_reply
@@ -250,7 +250,11 @@ function unitRows(unit: AppendUnit, index: number): Record<string, unknown>[] {
       settle_reply: entry.settles?.reply ?? null,
       facts_absent: entry.factsAssumedAbsent ?? [],
       facts: entry.factsEstablished ?? [],
-      timers_set: timers[ord]!.set.map((t) => ({ key: t.key, due_at: t.dueAt, command: t.command })),
+      timers_set: timers[ord]!.set.map((t) => {
+        // Deadlines are whole milliseconds (the timer's id and the stored time agree exactly).
+        if (!Number.isSafeInteger(t.dueAt)) throw new Error(`${unit.ref.kind}/${unit.ref.id}: timer ${t.key} is due at ${t.dueAt}, not a whole millisecond`);
+        return { key: t.key, due_at: t.dueAt, command: t.command };
+      }),
       timers_clear: timers[ord]!.clear,
     };
   });
@@ -619,25 +623,33 @@ export class PgJournal implements Journal {
     return result.rows.map((row) => ({ kind: row.kind, id: row.actor_id }));
   }
 
-  async dueTimers(shards: readonly number[], limit: number): Promise<DueTimer[]> {
+  async dueTimers(shards: readonly number[], nowMs: number, limit: number): Promise<DueTimer[]> {
     if (shards.length === 0) return [];
+    // Per shard, an index range on (shard, due_at) read in order and cut at `limit`; then the
+    // most overdue of those: never a sort of a whole backlog.
     const result = await this.query(
-      `SELECT kind, actor_id, key, (extract(epoch FROM due_at) * 1000)::float8 AS due_ms, command FROM ppos_timers
-       WHERE shard = ANY($1::int[]) AND due_at <= now() ORDER BY due_at LIMIT $2`,
-      [shards, limit],
+      `SELECT t.kind, t.actor_id, t.key, t.set_seq, (extract(epoch FROM t.due_at) * 1000)::float8 AS due_ms, t.command
+       FROM unnest($1::int[]) AS s(shard)
+       CROSS JOIN LATERAL (
+         SELECT * FROM ppos_timers WHERE shard = s.shard AND due_at <= to_timestamp($2::float8 / 1000) ORDER BY due_at LIMIT $3
+       ) t
+       ORDER BY t.due_at LIMIT $3`,
+      [shards, nowMs, limit],
     );
     return result.rows.map((row) => ({
       ref: { kind: row.kind as string, id: row.actor_id as string },
       key: row.key as string,
       dueAt: Math.round(row.due_ms as number),
+      setSeq: Number(row.set_seq),
       command: row.command as TimerSpec['command'],
     }));
   }
 
   async dropFiredTimer(timer: DueTimer): Promise<void> {
     await this.query(
-      'DELETE FROM ppos_timers WHERE kind = $1 AND actor_id = $2 AND key = $3 AND abs(extract(epoch FROM due_at) * 1000 - $4::float8) < 0.5',
-      [timer.ref.kind, timer.ref.id, timer.key, timer.dueAt],
+      // Only the timer that fired: one set again since (another event) stays.
+      'DELETE FROM ppos_timers WHERE kind = $1 AND actor_id = $2 AND key = $3 AND set_seq = $4',
+      [timer.ref.kind, timer.ref.id, timer.key, timer.setSeq],
     );
   }
 
@@ -690,7 +702,10 @@ export class PgJournal implements Journal {
         [olderThanHours],
       );
       const removed = await client.query(
-        `DELETE FROM ppos_dedupe WHERE id_time < to_timestamp($1::float8 / 1000) AND (reply->>'pending') IS DISTINCT FROM 'true'`,
+        // Timer firings' records too, by when they were recorded: their ids carry no time, and
+        // a timer is gone (its row removed) once its firing is recorded, so none is fired again.
+        `DELETE FROM ppos_dedupe WHERE (id_time < to_timestamp($1::float8 / 1000) OR (message_id LIKE 'ppos:timer:%' AND recorded_at < to_timestamp($1::float8 / 1000)))
+           AND (reply->>'pending') IS DISTINCT FROM 'true'`,
         [horizon.rows[0].value],
       );
       await client.query('COMMIT');

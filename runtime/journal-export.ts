@@ -6,6 +6,7 @@
 // source of truth: the stream can be deleted and is refilled from a reset checkpoint.
 import { jetstreamManager, StorageType } from '@nats-io/jetstream';
 import { createInbox, headers, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
+import { writtenVersion } from '../actors/event-version.js';
 import type { FedEvent } from '../persistence/journal-feed.js';
 import type { Follower } from './projection-runner.js';
 
@@ -25,6 +26,8 @@ export function exportedBody(fed: FedEvent): string {
     id: fed.id,
     seq: fed.seq,
     event: fed.event,
+    // The version of its type the event was written at, when not 1: a consumer upcasts by it.
+    ...(writtenVersion(fed.event) === 1 ? {} : { eventVersion: writtenVersion(fed.event) }),
     messageId: fed.messageId,
     correlationId: fed.correlationId,
     causationId: fed.causationId,
@@ -99,11 +102,17 @@ export class JournalExport implements Follower {
       };
       this.pending = batch;
     });
-    events.forEach((fed, index) => {
-      const h = headers();
-      h.set('Nats-Msg-Id', journalMessageId(fed));
-      this.nc.publish(`${JOURNAL_SUBJECT_PREFIX}.${fed.kind}.${fed.id}`, exportedBody(fed), { headers: h, reply: `${this.inbox}.${id}.${index}` });
-    });
+    try {
+      events.forEach((fed, index) => {
+        const h = headers();
+        h.set('Nats-Msg-Id', journalMessageId(fed));
+        this.nc.publish(`${JOURNAL_SUBJECT_PREFIX}.${fed.kind}.${fed.id}`, exportedBody(fed), { headers: h, reply: `${this.inbox}.${id}.${index}` });
+      });
+    } catch (error) {
+      // A publish refused at once (connection closed or draining, message too large): the
+      // batch fails now, and its timer with it (else its rejection would go unheard later).
+      this.pending?.done(error as Error);
+    }
     await finished;
   }
 
@@ -111,16 +120,20 @@ export class JournalExport implements Follower {
     const batch = this.pending;
     if (error || !batch) return;
     const [batchId, index] = msg.subject.slice(this.inbox.length + 1).split('.').map(Number);
-    if (batchId !== batch.id || index === undefined || !(index < batch.acked.length) || batch.acked[index]) return;
+    if (batchId !== batch.id || index === undefined || !Number.isInteger(index) || index < 0 || index >= batch.acked.length || batch.acked[index]) return;
     // A status reply (503: no stream takes the subject) or a JetStream error fails the batch.
     if (msg.headers?.hasError) return batch.done(new Error(`JetStream refused a message: ${msg.headers.code} ${msg.headers.description}`));
-    let ack: { error?: { description?: string } };
+    let ack: { error?: { description?: string }; stream?: unknown; seq?: unknown };
     try {
       ack = msg.json();
     } catch {
       return batch.done(new Error('JetStream answered a publish with something that is not an acknowledgement'));
     }
     if (ack.error) return batch.done(new Error(`JetStream refused a message: ${ack.error.description ?? JSON.stringify(ack.error)}`));
+    // Only JetStream's own acknowledgement (the stream and the sequence it stored the message at)
+    // counts: anything else on this inbox is ignored.
+    const stored = ack as { stream?: unknown; seq?: unknown };
+    if (typeof stored.stream !== 'string' || typeof stored.seq !== 'number') return;
     batch.acked[index] = 1;
     batch.remaining -= 1;
     if (batch.remaining === 0) batch.done();

@@ -121,7 +121,7 @@ export class ProjectionRunner {
   }
 
   private async follow(follower: Follower): Promise<void> {
-    const idleMs = this.options.idleMs ?? 250;
+    const idleMs = this.options.idleMs ?? 100;
     const minGapMs = this.options.minGapMs ?? 50;
     // A failing follower (database away, JetStream disabled) backs off up to 10 s and says so
     // once when it starts failing, then every minute, and once when it recovers.

@@ -25,8 +25,9 @@ export interface TimerServiceOptions {
 }
 
 /** The timer's command id: the same for the same timer every time, 128 characters at most. */
+/** Includes the seq of the event that set the timer: a later hold of the same key with the same deadline is another timer. */
 export const timerMessageId = (timer: DueTimer): string =>
-  `ppos:timer:${createHash('sha256').update(`${timer.ref.kind}/${timer.ref.id}/${timer.key}/${timer.dueAt}`).digest('base64url').slice(0, 32)}`;
+  `ppos:timer:${createHash('sha256').update(`${timer.ref.kind}/${timer.ref.id}/${timer.key}/${timer.dueAt}/${timer.setSeq}`).digest('base64url').slice(0, 32)}`;
 
 const transient = (reply: Reply | null): boolean => reply === null || (!reply.ok && (reply.error.code === 'UNAVAILABLE' || reply.error.code === 'OVERLOADED'));
 
@@ -34,8 +35,6 @@ export class TimerService {
   private stopped = false;
   private wake: (() => void) | undefined;
   private loop: Promise<void> | undefined;
-  /** Timers fired and not yet answered: a slow firing is not fired again by the next look. */
-  private readonly inFlight = new Set<string>();
   fired = 0;
 
   constructor(private readonly options: TimerServiceOptions) {}
@@ -54,35 +53,35 @@ export class TimerService {
     const batch = this.options.batch ?? 500;
     let failing = false;
     while (!this.stopped) {
-      let found = 0;
+      let goOn = false;
       try {
-        const due = (await this.options.journal.dueTimers(this.options.heldShards(), batch)).filter((t) => !this.inFlight.has(timerMessageId(t)));
-        found = due.length;
-        await Promise.all(due.map((timer) => this.fire(timer)));
+        // Due by this node's clock, the one the deadlines were set by (a command's received time).
+        const due = await this.options.journal.dueTimers(this.options.heldShards(), Date.now(), batch);
+        const settled = await Promise.all(due.map((timer) => this.fire(timer)));
+        // A full look that settled every timer goes on at once; one that was told "not now"
+        // (the journal away, the shard moving) waits, or it would ask again at once, for ever.
+        goOn = due.length === batch && settled.every(Boolean);
         if (failing) this.options.logger.info('due timers can be read again');
         failing = false;
       } catch (error) {
         if (!failing) this.options.logger.warn({ err: (error as Error).message }, 'cannot read due timers; retrying');
         failing = true;
       }
-      if (found < batch) await this.pause(this.options.pollMs ?? 200);
+      if (!goOn) await this.pause(this.options.pollMs ?? 200);
     }
   }
 
-  private async fire(timer: DueTimer): Promise<void> {
+  /** Fires one timer; true when it was answered for good (its row is gone), false for "not now". */
+  private async fire(timer: DueTimer): Promise<boolean> {
     const id = timerMessageId(timer);
-    this.inFlight.add(id);
-    try {
-      const envelope: Envelope = { id, type: timer.command.type, payload: timer.command.payload };
-      const reply = await this.options.deliver(timer, envelope);
-      // Not answered, or not now: the row stays and the next look fires it again (same id).
-      if (transient(reply)) return;
-      this.fired += 1;
-      if (!reply!.ok) this.options.logger.warn({ actor: `${timer.ref.kind}/${timer.ref.id}`, timer: timer.key, messageId: id, error: reply!.error }, 'a timer fired and was refused');
-      await this.options.journal.dropFiredTimer(timer);
-    } finally {
-      this.inFlight.delete(id);
-    }
+    const envelope: Envelope = { id, type: timer.command.type, payload: timer.command.payload };
+    const reply = await this.options.deliver(timer, envelope);
+    // Not answered, or not now: the row stays and a later look fires it again (same id).
+    if (transient(reply)) return false;
+    this.fired += 1;
+    if (!reply!.ok) this.options.logger.warn({ actor: `${timer.ref.kind}/${timer.ref.id}`, timer: timer.key, messageId: id, error: reply!.error }, 'a timer fired and was refused');
+    await this.options.journal.dropFiredTimer(timer);
+    return true;
   }
 
   private pause(ms: number): Promise<void> {

@@ -114,7 +114,7 @@ describe('a hold with a deadline', () => {
       expect(evidence.checks).toContain('timers_match_holds');
       expect(evidence.reconciliation_failures).toEqual([]);
       // A timer that points at nothing is named.
-      await db.query("INSERT INTO ppos_timers (kind, actor_id, key, shard, due_at, command) VALUES ('inventory', 'sku-t4', 'r-ghost', 0, now() + interval '1 hour', '{}')");
+      await db.query("INSERT INTO ppos_timers (kind, actor_id, key, shard, set_seq, due_at, command) VALUES ('inventory', 'sku-t4', 'r-ghost', 0, 1, now() + interval '1 hour', '{}')");
       const broken = await verifyJournals({ journal, kinds: actorKinds, actors: [{ kind: 'inventory', id: 'sku-t4' }] });
       expect(JSON.stringify(broken.reconciliation_failures)).toMatch(/timer r-ghost points at nothing/);
     } finally {
