@@ -236,7 +236,7 @@ export function renderReport(results: BenchResults): string {
     out.push('');
     out.push(
       `The ${n0(results.ppos?.[0]?.workload.actors ?? 1000)}-actor workload at ${h.outstanding} outstanding against a node with \`--http\` (metrics on the hot path, ` +
-        `scraped every second: ${h.scrapes} scrapes) and one without, alternately on one database, after a warm-up round of each.`,
+        `scraped every second: ${h.scrapes} scrapes) and one without, alternately on one database (each first in every other round), after a warm-up round of each.`,
     );
     out.push('');
     out.push(
