@@ -11,5 +11,5 @@ export type { RunningNode } from './node.js';
 export { PposClient, NoAnswerError } from './client.js';
 export type { RetryOptions, SendOptions } from './client.js';
 export { KindClient, clientFor } from './library/typed-client.js';
-export type { KindCommands } from './library/typed-client.js';
+export type { CommandArgs, KindCommands } from './library/typed-client.js';
 export type { ErrorCode, Reply, ReplyError } from '../runtime/envelope.js';

@@ -12,6 +12,12 @@ export interface KindCommands<C extends ObjectSchemas> {
   readonly commandSchemas: C;
 }
 
+/**
+ * A command's type, its payload and the options, as one tuple per command: the payload is
+ * checked against the type it is sent with, even when the type is a union of several.
+ */
+export type CommandArgs<C extends ObjectSchemas> = { [T in keyof C & string]: [type: T, payload: z.input<C[T]>, options?: RetryOptions] }[keyof C & string];
+
 export class KindClient<C extends ObjectSchemas> {
   constructor(
     readonly client: PposClient,
@@ -19,13 +25,13 @@ export class KindClient<C extends ObjectSchemas> {
   ) {}
 
   /** Sends until a definite answer (UNAVAILABLE, OVERLOADED and timeouts are retried with the same message id). */
-  send<T extends keyof C & string>(id: string, type: T, payload: z.input<C[T]>, options: RetryOptions = {}): Promise<Reply> {
-    return this.client.sendWithRetry(this.target.kind, id, type, payload as Record<string, unknown>, options);
+  send(id: string, ...[type, payload, options]: CommandArgs<C>): Promise<Reply> {
+    return this.client.sendWithRetry(this.target.kind, id, type, payload as Record<string, unknown>, options ?? {});
   }
 
   /** One attempt, no retry: the answer, or a NoAnswerError when nobody answered in time. */
-  sendOnce<T extends keyof C & string>(id: string, type: T, payload: z.input<C[T]>, options: RetryOptions = {}): Promise<Reply> {
-    return this.client.send(this.target.kind, id, type, payload as Record<string, unknown>, options);
+  sendOnce(id: string, ...[type, payload, options]: CommandArgs<C>): Promise<Reply> {
+    return this.client.send(this.target.kind, id, type, payload as Record<string, unknown>, options ?? {});
   }
 }
 

@@ -19,6 +19,12 @@ void tools.send('wrench-1', 'CheckOut', { holder: 42 });
 void tools.send('wrench-1', 'CheckOut', {});
 // @ts-expect-error a value outside the enum
 void tools.send('wrench-1', 'Return', { condition: 'lost' });
+// A type that is one of two commands: the payload must fit the one it is.
+declare const either: 'CheckOut' | 'Return';
+// @ts-expect-error a payload of one command sent with a type that may be the other
+void tools.send('wrench-1', either, { holder: 'ada' });
+// With options, as a fourth argument.
+void tools.send('wrench-1', 'Repaired', {}, { deadlineMs: 5_000 });
 
 // The built-in kinds are typed the same way.
 const stock = clientFor(client, inventoryCommands);
