@@ -154,27 +154,24 @@ export class ProjectionRunner {
 
   /** Waits `ms`, or until stop: new commits do not cut a back-off short. */
   private backOff(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const wake = (): void => {
-        clearTimeout(timer);
-        this.stopWakers = this.stopWakers.filter((w) => w !== wake);
-        resolve();
-      };
-      const timer = setTimeout(wake, ms);
-      this.stopWakers.push(wake);
-    });
+    return this.wait(ms, 'stopWakers');
   }
 
   /** Waits `ms`, or until new commits (a nudge) or stop. */
   private idle(ms: number): Promise<void> {
+    return this.wait(ms, 'wakers');
+  }
+
+  /** Waits `ms`, or until one of `list`'s wakers is called; the waker leaves the list either way. */
+  private wait(ms: number, list: 'wakers' | 'stopWakers'): Promise<void> {
     return new Promise((resolve) => {
       const wake = (): void => {
         clearTimeout(timer);
-        this.wakers = this.wakers.filter((w) => w !== wake);
+        this[list] = this[list].filter((w) => w !== wake);
         resolve();
       };
       const timer = setTimeout(wake, ms);
-      this.wakers.push(wake);
+      this[list].push(wake);
     });
   }
 

@@ -2,6 +2,7 @@
 // shadows of them), a function that applies committed events in read order inside the
 // runner's transaction (the checkpoint moves in the same one), and its query. Handlers are
 // plain functions over events and a transaction; they never see NATS, leases or checkpoints.
+import type { z } from 'zod';
 import type { FedEvent, Queryable } from '../journal-feed.js';
 
 /** The live table names, or a rebuild's shadows of them, by the name the handler knows them by. */
@@ -28,3 +29,11 @@ export interface ProjectionHandler {
 
 export const encodeCursor = (key: string): string => Buffer.from(key, 'utf8').toString('base64url');
 export const decodeCursor = (cursor: string): string => Buffer.from(cursor, 'base64url').toString('utf8');
+
+/** A handler's `parseWhere` from its zod schema: the parsed filter, or what is wrong with it. */
+export const whereParser =
+  (schema: z.ZodType<Record<string, unknown>>) =>
+  (where: unknown): Record<string, unknown> | string => {
+    const parsed = schema.safeParse(where ?? {});
+    return parsed.success ? parsed.data : `where: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'where'}: ${i.message}`).join('; ')}`;
+  };

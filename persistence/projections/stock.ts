@@ -6,7 +6,7 @@
 import { z } from 'zod';
 import { actorId } from '../../actors/schema.js';
 import type { FedEvent, Queryable } from '../journal-feed.js';
-import { decodeCursor, encodeCursor, type ProjectionHandler, type QueryPage, type Tables } from './projection.js';
+import { decodeCursor, encodeCursor, whereParser, type ProjectionHandler, type QueryPage, type Tables } from './projection.js';
 
 const TABLES = { stock: 'ppos_proj_stock', reservations: 'ppos_proj_stock_reservations' } as const;
 
@@ -168,9 +168,6 @@ export const stockProjection: ProjectionHandler = {
   tables: TABLES,
   apply,
   query,
-  parseWhere: (where) => {
-    const parsed = whereSchema.safeParse(where ?? {});
-    return parsed.success ? parsed.data : `where: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'where'}: ${i.message}`).join('; ')}`;
-  },
+  parseWhere: whereParser(whereSchema),
   rowsByKey,
 };

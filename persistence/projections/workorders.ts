@@ -9,7 +9,7 @@ import { workorder } from '../../actors/workorder.js';
 import { actorId } from '../../actors/schema.js';
 import { applyEvent, initialState, persistState, restoreState, type PersistedState } from '../../actors/state.js';
 import type { FedEvent, Queryable } from '../journal-feed.js';
-import { decodeCursor, encodeCursor, type ProjectionHandler, type QueryPage, type Tables } from './projection.js';
+import { decodeCursor, encodeCursor, whereParser, type ProjectionHandler, type QueryPage, type Tables } from './projection.js';
 
 const TABLES = { workorders: 'ppos_proj_workorders' } as const;
 
@@ -83,9 +83,6 @@ export const workordersProjection: ProjectionHandler = {
   tables: TABLES,
   apply,
   query,
-  parseWhere: (where) => {
-    const parsed = whereSchema.safeParse(where ?? {});
-    return parsed.success ? parsed.data : `where: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'where'}: ${i.message}`).join('; ')}`;
-  },
+  parseWhere: whereParser(whereSchema),
   rowsByKey,
 };
