@@ -23,6 +23,7 @@ export interface FedEvent extends FeedPosition {
   readonly messageId: string;
   readonly correlationId: string | null;
   readonly causationId: string | null;
+  readonly traceparent: string | null;
   readonly recordedAt: Date;
 }
 
@@ -33,7 +34,7 @@ export async function readCommitted(db: Queryable, after: FeedPosition, limit: n
   const result = await db.query(
     // `e.tx`, qualified: a bare `tx` in ORDER BY names the text column of the output, and
     // '1000' sorts before '999'.
-    `SELECT e.tx::text AS tx, e.position, e.kind, e.actor_id, e.seq, e.type, e.data, e.event_version, e.message_id, e.correlation_id, e.causation_id, e.recorded_at
+    `SELECT e.tx::text AS tx, e.position, e.kind, e.actor_id, e.seq, e.type, e.data, e.event_version, e.message_id, e.correlation_id, e.causation_id, e.traceparent, e.recorded_at
      FROM ppos_events e
      WHERE (e.tx, e.position) > ($1::xid8, $2::bigint)
        AND e.tx < pg_snapshot_xmin(pg_current_snapshot())
@@ -52,6 +53,7 @@ export async function readCommitted(db: Queryable, after: FeedPosition, limit: n
     messageId: row.message_id as string,
     correlationId: (row.correlation_id as string | null) ?? null,
     causationId: (row.causation_id as string | null) ?? null,
+    traceparent: (row.traceparent as string | null) ?? null,
     recordedAt: row.recorded_at as Date,
   }));
 }

@@ -37,6 +37,8 @@ export interface JournaledEvent {
   readonly messageId: string;
   readonly correlationId: string | null;
   readonly causationId: string | null;
+  /** The W3C traceparent of the span that wrote it, when the command was traced. */
+  readonly traceparent: string | null;
   readonly machineVersion: number;
   readonly epoch: number;
   readonly recordedAt: Date;
@@ -60,6 +62,7 @@ export interface AppendEntry {
   readonly reply: StoredReply;
   readonly correlationId?: string | undefined;
   readonly causationId?: string | undefined;
+  readonly traceparent?: string | undefined;
   readonly recordedAt: Date;
   /** The time the message id carries (a ULID's), if any: dedupe retention ages records by it. */
   readonly idTime?: Date | undefined;
@@ -151,6 +154,8 @@ export interface Journal {
   readEvents(ref: ActorRef, afterSeq: number, toSeq?: number): Promise<JournaledEvent[]>;
   /** The same events with only what replay needs (seq and event): the lean read of activation. */
   readEventsForReplay(ref: ActorRef, afterSeq: number, toSeq?: number): Promise<{ readonly seq: number; readonly event: DomainEvent }[]>;
+  /** Events written by the commands of one trace (a W3C trace id: 32 hex digits), across actors, in append order. */
+  eventsOfTrace(traceId: string, limit: number): Promise<(JournaledEvent & ActorRef)[]>;
   headSeq(ref: ActorRef): Promise<number>;
   /** Snapshots of this machine version at or before `atOrBeforeSeq`, newest first. */
   snapshots(ref: ActorRef, machineVersion: number, atOrBeforeSeq?: number, limit?: number): Promise<StoredSnapshot[]>;

@@ -221,6 +221,17 @@ const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX ppos_timers_due ON ppos_timers (shard, due_at);
     `,
   },
+  {
+    version: 9,
+    name: 'trace context',
+    sql: `
+      -- The W3C traceparent of the span that wrote the event (CONTRACT.md section 9): one client
+      -- request followed across actors. Nullable, no default: adding it rewrites nothing.
+      ALTER TABLE ppos_events ADD COLUMN traceparent text;
+      -- \`ppos trace <trace id>\`: only traced rows are indexed, so untraced commands pay nothing.
+      CREATE INDEX ppos_events_trace ON ppos_events (substr(traceparent, 4, 32)) WHERE traceparent IS NOT NULL;
+    `,
+  },
 ];
 
 /** An arbitrary constant naming ppos's migration lock among the database's advisory locks. */

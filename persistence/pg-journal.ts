@@ -34,7 +34,7 @@ const APPEND_SQL = `
 WITH input AS (
   SELECT * FROM json_to_recordset($1::json) AS t(
     unit integer, ord integer, expected_seq bigint, kind text, actor_id text, message_id text, fingerprint text, reply json, seq bigint,
-    event_type text, event_data jsonb, event_version smallint, correlation_id text, causation_id text,
+    event_type text, event_data jsonb, event_version smallint, correlation_id text, causation_id text, traceparent text,
     machine_version integer, epoch bigint, shard integer, recorded_at timestamptz, id_time timestamptz,
     settle_message_id text, settle_reply json, facts_absent text[], facts text[], timers_set json, timers_clear text[])
 ), fence AS MATERIALIZED (
@@ -87,8 +87,8 @@ WITH input AS (
   SELECT kind, actor_id, message_id, fingerprint, reply, seq, recorded_at, id_time FROM allowed
   RETURNING kind, actor_id, message_id
 ), appended AS (
-  INSERT INTO ppos_events (kind, actor_id, seq, type, data, event_version, message_id, correlation_id, causation_id, machine_version, epoch, shard, recorded_at)
-  SELECT i.kind, i.actor_id, i.seq, i.event_type, i.event_data, i.event_version, i.message_id, i.correlation_id, i.causation_id,
+  INSERT INTO ppos_events (kind, actor_id, seq, type, data, event_version, message_id, correlation_id, causation_id, traceparent, machine_version, epoch, shard, recorded_at)
+  SELECT i.kind, i.actor_id, i.seq, i.event_type, i.event_data, i.event_version, i.message_id, i.correlation_id, i.causation_id, i.traceparent,
          i.machine_version, i.epoch, i.shard, i.recorded_at
   FROM allowed i JOIN recorded r USING (kind, actor_id, message_id)
   WHERE i.event_type IS NOT NULL
@@ -139,7 +139,7 @@ UNION ALL SELECT unit, 'facts', NULL, NULL, NULL, NULL, NULL, NULL FROM contradi
 UNION ALL SELECT i.unit, 'event', a.message_id, NULL, NULL, NULL, pg_current_xact_id()::text, a.position
   FROM appended a JOIN allowed i USING (kind, actor_id, message_id)`;
 
-const EVENT_COLUMNS = 'seq, type, data, event_version, message_id, correlation_id, causation_id, machine_version, epoch, recorded_at';
+const EVENT_COLUMNS = 'seq, type, data, event_version, message_id, correlation_id, causation_id, traceparent, machine_version, epoch, recorded_at';
 
 
 export interface PgJournalOptions {
@@ -196,6 +196,7 @@ function eventRow(row: Record<string, unknown>): JournaledEvent {
     messageId: row.message_id as string,
     correlationId: (row.correlation_id as string | null) ?? null,
     causationId: (row.causation_id as string | null) ?? null,
+    traceparent: (row.traceparent as string | null) ?? null,
     machineVersion: row.machine_version as number,
     epoch: row.epoch as number,
     recordedAt: row.recorded_at as Date,
@@ -241,6 +242,7 @@ function unitRows(unit: AppendUnit, index: number): Record<string, unknown>[] {
       event_version: entry.event && entry.eventVersion !== undefined && entry.eventVersion !== 1 ? entry.eventVersion : null,
       correlation_id: entry.correlationId ?? null,
       causation_id: entry.causationId ?? null,
+      traceparent: entry.traceparent ?? null,
       machine_version: unit.machineVersion,
       epoch: unit.epoch,
       shard: unit.shard,
@@ -544,6 +546,16 @@ export class PgJournal implements Journal {
       if (result.rows.length < page) return events;
       from = events[events.length - 1]!.seq;
     }
+  }
+
+  async eventsOfTrace(traceId: string, limit: number): Promise<(JournaledEvent & ActorRef)[]> {
+    // The expression and predicate of the partial index ppos_events_trace (migration 9).
+    const result = await this.query(
+      `SELECT kind, actor_id, ${EVENT_COLUMNS} FROM ppos_events
+       WHERE substr(traceparent, 4, 32) = $1 AND traceparent IS NOT NULL ORDER BY position LIMIT $2`,
+      [traceId, limit],
+    );
+    return result.rows.map((row) => ({ kind: row.kind as string, id: row.actor_id as string, ...eventRow(row) }));
   }
 
   async readEventsForReplay(ref: ActorRef, afterSeq: number, toSeq = Number.MAX_SAFE_INTEGER): Promise<{ seq: number; event: DomainEvent }[]> {

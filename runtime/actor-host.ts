@@ -20,6 +20,7 @@ import {
 import { answerRepeat, fingerprint, messageIdTime, RecentReplies, RecentSet, type RememberedReply } from './dedupe.js';
 import { errorReply, type Envelope, type Reply } from './envelope.js';
 import { loadState, snapshotOf, type LoadedState } from './recovery.js';
+import { childSpan, endSpan, traceparentOf, type Trace } from './tracing.js';
 
 export interface ActorHostOptions {
   readonly journal: Journal;
@@ -45,6 +46,16 @@ export interface CommitNotice {
   readonly causationId: string | undefined;
 }
 
+/**
+ * The command whose event the actor journaled last: what its saga steps were caused by. A step
+ * carries its correlation id (or, when it had none, its message id) and continues its trace.
+ */
+export interface Cause {
+  readonly messageId: string;
+  readonly correlationId: string | null;
+  readonly traceparent: string | null;
+}
+
 export interface HostMetrics {
   appendLatency(ms: number): void;
   snapshotSaved(): void;
@@ -55,6 +66,8 @@ export interface Incoming {
   readonly receivedAt: Date;
   /** Sent by the runtime itself (a saga's answer), never by a client over NATS. */
   readonly internal?: boolean;
+  /** The span that handles the message (see tracing.ts): decide and commit are its children. */
+  readonly trace?: Trace;
 }
 
 /** A reply that waits for a saga to settle; the mailbox moves on meanwhile. */
@@ -91,6 +104,8 @@ interface Decided {
   readonly assumed: readonly string[];
   /** Facts its event establishes, indexed by the journal in the same statement. */
   readonly established: readonly string[];
+  /** The traceparent journaled with its event: the span of the command that wrote it. */
+  readonly traceparent: string | undefined;
 }
 
 /**
@@ -129,6 +144,8 @@ export class ActorHost {
   /** Set when memory may disagree with the journal; the registry then drops this host. */
   broken = false;
   messagesHandled = 0;
+  /** What caused the last event journaled here, when this memory saw it (after activation: unknown until one is). */
+  lastCause: Cause | undefined;
   readonly activatedAt = new Date();
 
   constructor(
@@ -281,6 +298,16 @@ export class ActorHost {
    * other is taken as absent and recorded, and the journal refuses the commit if it is not.
    */
   private decideOn(state: AnyMachineSnapshot, seq: number, incoming: Incoming, command: Command, print: string, unitFacts: ReadonlySet<string> = new Set()): Decided {
+    if (!incoming.trace) return this.decideUntraced(state, seq, incoming, command, print, unitFacts);
+    const decide = childSpan(incoming.trace.context, 'ppos.decide');
+    const decided = this.decideUntraced(state, seq, incoming, command, print, unitFacts);
+    // A refusal is the command's answer, not a failure of the span.
+    const refusal = decided.stored.error;
+    endSpan(decide.span, refusal ? { ok: true, code: refusal.reason ?? refusal.code } : { ok: true });
+    return decided;
+  }
+
+  private decideUntraced(state: AnyMachineSnapshot, seq: number, incoming: Incoming, command: Command, print: string, unitFacts: ReadonlySet<string>): Decided {
     const { envelope } = incoming;
     const assumed: string[] = [];
     const facts: Facts = {
@@ -291,7 +318,8 @@ export class ActorHost {
       },
     };
     const decision = decideOf(this.kind, state, command, this.ref.id, envelope.id, facts, incoming.receivedAt.getTime());
-    const unchanged = { incoming, command, print, event: null, next: state, seq, settlement: null, opensSaga: false, assumed, established: [] };
+    const traceparent = incoming.trace && traceparentOf(incoming.trace.context);
+    const unchanged = { incoming, command, print, event: null, next: state, seq, settlement: null, opensSaga: false, assumed, established: [], traceparent };
     if (decision.outcome === 'reject') {
       return { ...unchanged, stored: { ok: false, error: { code: 'REJECTED', reason: decision.reason, message: decision.message } } };
     }
@@ -307,7 +335,7 @@ export class ActorHost {
     const opensSaga = event !== null && this.kind.openSaga?.(state) !== envelope.id && this.kind.openSaga?.(next) === envelope.id;
     const stored: StoredReply = { ok: true, seq: nextSeq, events: event ? [event] : [], ...(opensSaga ? { pending: true } : {}) };
     const established = event ? (this.kind.eventFacts?.(event) ?? []) : [];
-    return { incoming, command, print, event, next, seq: nextSeq, stored, settlement, opensSaga, assumed, established };
+    return { incoming, command, print, event, next, seq: nextSeq, stored, settlement, opensSaga, assumed, established, traceparent };
   }
 
   /**
@@ -324,6 +352,8 @@ export class ActorHost {
     }
     let result: UnitResult;
     const appendStarted = performance.now();
+    // One commit, a span in each traced command's trace.
+    const commitSpans = decided.flatMap((d) => (d.incoming.trace ? [childSpan(d.incoming.trace.context, 'ppos.journal.commit', undefined, { 'ppos.batch': decided.length }).span] : []));
     try {
       result = await this.options.journal.appendUnit({
         ref: this.ref,
@@ -341,6 +371,7 @@ export class ActorHost {
           reply: d.stored,
           correlationId: d.incoming.envelope.correlationId,
           causationId: d.incoming.envelope.causationId,
+          traceparent: d.traceparent,
           recordedAt: d.incoming.receivedAt,
           settles: d.settles,
           factsAssumedAbsent: d.assumed,
@@ -348,6 +379,7 @@ export class ActorHost {
         })),
       });
     } catch (error) {
+      for (const span of commitSpans) endSpan(span, { ok: false, code: 'UNAVAILABLE', message: (error as Error).message });
       if (!(error instanceof JournalUnavailableError) || error.ambiguous) {
         // The commit may have landed: drop this memory so the next message reloads from the
         // journal, and answer nothing for these commands (see `Handled`).
@@ -358,6 +390,7 @@ export class ActorHost {
       return decided.map(() => errorReply('UNAVAILABLE', `${error.message}; nothing was applied, retry with the same id`));
     }
     this.options.metrics?.appendLatency(performance.now() - appendStarted);
+    for (const span of commitSpans) endSpan(span, { ok: true, code: result.status });
     if (result.status === 'committed') return this.applyCommitted(decided, result.tokens ?? new Map());
     if (result.status === 'fenced') {
       // Ownership moved under us: this memory belongs to the past owner's view.
@@ -459,6 +492,7 @@ export class ActorHost {
       const token = d.event ? tokens.get(messageId) : undefined;
       const reply = this.toReply(d.stored, d.next, d.command, token);
       for (const fact of d.established) this.knownFacts.add(fact);
+      if (d.event) this.lastCause = { messageId, correlationId: d.incoming.envelope.correlationId ?? null, traceparent: d.traceparent ?? null };
       if (d.opensSaga && d.stored.pending) {
         handled.push(this.waitForSaga(messageId, d.print, d.print, false));
       } else {

@@ -48,7 +48,8 @@ const stepMessageId = z
   .string()
   .regex(/^[\x21-\x7e]{1,256}$/, 'must be 1-256 printable ASCII characters without spaces')
   .refine((id) => id.startsWith(RESERVED_ID_PREFIX), `a saga step's id begins with "${RESERVED_ID_PREFIX}"`);
-const traceId = z.string().regex(/^[\x21-\x7e]{1,256}$/, 'must be 1-256 printable ASCII characters without spaces');
+// Long enough for any message id (a step's causation is the id of an answer: a step id and a suffix).
+const traceId = z.string().regex(/^[\x21-\x7e]{1,512}$/, 'must be 1-512 printable ASCII characters without spaces');
 
 const envelopeFields = {
   type: z.string().min(1).max(64),

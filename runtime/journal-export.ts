@@ -9,6 +9,7 @@ import { createInbox, headers, type Msg, type NatsConnection, type Subscription 
 import { writtenVersion } from '../actors/event-version.js';
 import type { FedEvent } from '../persistence/journal-feed.js';
 import type { Follower } from './projection-runner.js';
+import { TRACEPARENT_HEADER } from './tracing.js';
 
 export const EXPORT_NAME = 'export';
 export const JOURNAL_STREAM = 'PPOS_JOURNAL';
@@ -106,6 +107,8 @@ export class JournalExport implements Follower {
       events.forEach((fed, index) => {
         const h = headers();
         h.set('Nats-Msg-Id', journalMessageId(fed));
+        // The trace of the command that wrote it: a consumer's span can continue it.
+        if (fed.traceparent) h.set(TRACEPARENT_HEADER, fed.traceparent);
         this.nc.publish(`${JOURNAL_SUBJECT_PREFIX}.${fed.kind}.${fed.id}`, exportedBody(fed), { headers: h, reply: `${this.inbox}.${id}.${index}` });
       });
     } catch (error) {

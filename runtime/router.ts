@@ -10,6 +10,7 @@ import { OMITTED_HINT, respondWithin } from './fit-reply.js';
 import type { Ownership } from './ownership.js';
 import type { ActorRegistry } from './registry.js';
 import type { NodeStats } from './stats.js';
+import { childSpan, endSpan, receiveSpan, traceHeaders, traceparentOf, type Trace } from './tracing.js';
 import {
   COMMAND_SUBJECT_PREFIX,
   forwardPrefix,
@@ -91,11 +92,17 @@ export class Router {
     let actor: string | undefined;
     let envelopeType: string | undefined;
     let messageId: string | undefined;
+    // The command's span, once the command is this node's to handle (a request passed on to
+    // the owner is traced there, its headers passed on with it).
+    let traced: Trace | undefined;
     const respond = (reply: Reply | null): void => {
       // null: the outcome of the command is unknown (a commit's answer was lost). Saying
       // "nothing was applied" could be false, so nothing is said; the client's retry with the
       // same id gets the truth from the journal's dedupe record.
-      if (reply === null) return;
+      if (reply === null) {
+        if (traced) endSpan(traced.span, { ok: false, code: 'UNKNOWN', message: 'commit outcome unknown; not answered' });
+        return;
+      }
       const ms = performance.now() - started;
       this.options.stats.recordCommand(ms, reply, kind, type);
       // One line per command at debug level (off by default): cheap to skip.
@@ -105,9 +112,25 @@ export class Router {
           'command',
         );
       }
-      respondWithin(msg, JSON.stringify(reply), () => JSON.stringify(withoutState(reply)), (failure) =>
-        this.options.logger.error({ subject: msg.subject, err: failure.message }, 'could not send a reply'),
+      if (!traced) {
+        respondWithin(msg, JSON.stringify(reply), () => JSON.stringify(withoutState(reply)), (failure) =>
+          this.options.logger.error({ subject: msg.subject, err: failure.message }, 'could not send a reply'),
+        );
+        return;
+      }
+      // The reply names the command's span: in a header, and in the body for clients that read only the body.
+      const sending = childSpan(traced.context, 'ppos.reply');
+      const headers = traceHeaders(traced.context);
+      const traceparent = traceparentOf(traced.context);
+      const body = traceparent === undefined ? reply : { ...reply, traceparent };
+      respondWithin(
+        { respond: (data) => msg.respond(data, headers ? { headers } : undefined) },
+        JSON.stringify(body),
+        () => JSON.stringify(withoutState(body as Reply)),
+        (failure) => this.options.logger.error({ subject: msg.subject, err: failure.message }, 'could not send a reply'),
       );
+      endSpan(sending.span, { ok: true });
+      endSpan(traced.span, reply.ok ? { ok: true, code: reply.duplicate ? 'duplicate' : 'ok' } : { ok: reply.error.code === 'REJECTED', code: reply.error.code, message: reply.error.message });
     };
     const address = parseAddress(msg.subject, this.options.kinds, forwarded ? PREFIX_TOKENS.forwarded : PREFIX_TOKENS[origin]);
     if (typeof address === 'string') return respond(errorReply('BAD_REQUEST', address));
@@ -117,18 +140,24 @@ export class Router {
       // directly. A forwarded request that finds its shard moving is refused, never passed on.
       if (!forwarded && route.forwardTo !== null) {
         this.forwarded += 1;
-        this.options.nc.publish(forwardSubject(route.forwardTo, origin, address.kind, address.id), msg.data, { reply: msg.reply });
+        this.options.nc.publish(forwardSubject(route.forwardTo, origin, address.kind, address.id), msg.data, { reply: msg.reply, ...(msg.headers ? { headers: msg.headers } : {}) });
         return;
       }
       return respond(errorReply('UNAVAILABLE', `shard ${route.shard} of ${address.kind}/${address.id} is moving between nodes; nothing was applied, retry`));
     }
     kind = address.kind;
     actor = `${address.kind}/${address.id}`;
+    traced = receiveSpan(msg.headers, 'ppos.command', { 'ppos.actor': actor, 'ppos.origin': origin });
     const envelope = parseEnvelope(msg.data, origin);
     if (isReply(envelope)) return respond(envelope);
     envelopeType = envelope.type;
     messageId = envelope.id;
     if (this.options.kinds.get(address.kind)?.commands.has(envelope.type)) type = envelope.type;
-    this.options.registry.dispatch(address, { envelope, receivedAt }, respond);
+    if (traced.span.isRecording()) {
+      // Names only the node knows (no client-made span names), the message id as an attribute.
+      traced.span.updateName(`ppos.command ${kind} ${type}`);
+      traced.span.setAttribute('messaging.message.id', envelope.id);
+    }
+    this.options.registry.dispatch(address, { envelope, receivedAt, trace: traced }, respond);
   }
 }

@@ -11,14 +11,24 @@
 import type { Logger } from 'pino';
 import { ANSWER_COMMAND, type AnswerPayload, type OutboundCommand } from '../actors/kind.js';
 import { refKey, type ActorRef } from '../persistence/journal.js';
-import type { ActorHost } from './actor-host.js';
+import type { ActorHost, Cause } from './actor-host.js';
 import type { Envelope, Reply } from './envelope.js';
+import { childSpan, contextOf, endSpan, SpanKind, type Trace } from './tracing.js';
+
+/** What a step carries of the command that caused it: its correlation, and the step's own span. */
+export interface StepContext {
+  readonly correlationId?: string;
+  readonly causationId?: string;
+  readonly trace: Trace;
+}
 
 export interface SagaRunnerOptions {
   /** One attempt to send a command to another actor; throws when nobody answers in time. */
-  readonly send: (command: OutboundCommand) => Promise<Reply>;
+  readonly send: (command: OutboundCommand, context: StepContext) => Promise<Reply>;
   /** Delivers an internal command to a local actor's mailbox; resolves with its reply (null: outcome unknown). */
-  readonly deliver: (ref: ActorRef, envelope: Envelope) => Promise<Reply | null>;
+  readonly deliver: (ref: ActorRef, envelope: Envelope, trace: Trace) => Promise<Reply | null>;
+  /** What caused the actor's last journaled event, read from the journal (when memory does not know it). */
+  readonly lastCause: (host: ActorHost) => Promise<Cause | undefined>;
   /** Whether this node may still act for the actor (ownership can move). */
   readonly owns: (ref: ActorRef) => boolean;
   readonly logger: Logger;
@@ -70,7 +80,9 @@ export class SagaRunner {
       }
       if (running.has(effect.messageId)) continue;
       running.add(effect.messageId);
-      void this.run(host.ref, effect).finally(() => {
+      // The steps owed now are owed because of the command journaled last: they carry its trace.
+      const cause = host.lastCause;
+      void this.run(host, effect, cause).finally(() => {
         running.delete(effect.messageId);
         if (running.size === 0 && this.inflight.get(key) === running) this.inflight.delete(key);
       });
@@ -113,17 +125,39 @@ export class SagaRunner {
     this.stopped = true;
   }
 
-  private async run(ref: ActorRef, effect: OutboundCommand): Promise<void> {
-    const answer = await this.askUntilAnswered(ref, effect);
+  private async run(host: ActorHost, effect: OutboundCommand, known: Cause | undefined): Promise<void> {
+    const ref = host.ref;
+    const cause = known ?? (await this.options.lastCause(host).catch(() => undefined));
+    // The client's correlation id, or the id of the command that started it all.
+    const correlationId = cause ? (cause.correlationId ?? cause.messageId) : undefined;
+    const step = childSpan(contextOf(cause?.traceparent), `ppos.saga.step ${effect.type}`, SpanKind.CLIENT, {
+      'ppos.actor': refKey(ref),
+      'ppos.step.target': `${effect.kind}/${effect.id}`,
+      'messaging.message.id': effect.messageId,
+    });
+    const context: StepContext = { ...(correlationId ? { correlationId } : {}), ...(cause ? { causationId: cause.messageId } : {}), trace: step };
+    const answer = await this.askUntilAnswered(ref, effect, context);
+    endSpan(step.span, answer ? { ok: true, code: answer.ok ? 'ok' : 'REJECTED' } : { ok: false, code: 'UNANSWERED' });
     if (!answer) return;
     const envelope: Envelope = {
       id: answerMessageId(effect.messageId),
       type: ANSWER_COMMAND,
       payload: answer as unknown as Record<string, unknown>,
+      ...(correlationId ? { correlationId } : {}),
       causationId: effect.messageId,
     };
+    // The answer is a command of the saga's own actor, in the step's trace.
+    const delivery = childSpan(step.context, `ppos.saga.answer ${effect.type}`, SpanKind.CONSUMER, { 'ppos.actor': refKey(ref), 'messaging.message.id': envelope.id });
+    try {
+      await this.deliverUntilDefinite(ref, effect, envelope, delivery);
+    } finally {
+      endSpan(delivery.span, { ok: true });
+    }
+  }
+
+  private async deliverUntilDefinite(ref: ActorRef, effect: OutboundCommand, envelope: Envelope, trace: Trace): Promise<void> {
     for (let attempt = 0; !this.stopped && this.options.owns(ref); attempt += 1) {
-      const reply = await this.options.deliver(ref, envelope);
+      const reply = await this.options.deliver(ref, envelope, trace);
       // The answer's own id was taken on the saga's actor: keyed by the step, so it is not sent again.
       if (reply !== null && alarming(reply)) return this.raise(ref, effect.messageId, `${refKey(ref)} (answer ${envelope.id})`, reply);
       if (!transient(reply)) return;
@@ -131,11 +165,11 @@ export class SagaRunner {
     }
   }
 
-  private async askUntilAnswered(ref: ActorRef, effect: OutboundCommand): Promise<AnswerPayload | null> {
+  private async askUntilAnswered(ref: ActorRef, effect: OutboundCommand, context: StepContext): Promise<AnswerPayload | null> {
     for (let attempt = 0; !this.stopped && this.options.owns(ref); attempt += 1) {
       try {
         this.stepsSent += 1;
-        const reply = await this.options.send(effect);
+        const reply = await this.options.send(effect, context);
         if (alarming(reply)) {
           this.raise(ref, effect.messageId, `${effect.kind}/${effect.id}`, reply);
           return null;

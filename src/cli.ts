@@ -5,6 +5,7 @@ import { cliKinds, loadCliKinds } from './cli-kinds.js';
 import { ACTOR_ID_PATTERN } from '../actors/schema.js';
 import { refKey, type ActorRef } from '../persistence/journal.js';
 import { loadState } from '../runtime/recovery.js';
+import { traceIdOf } from '../runtime/tracing.js';
 import { persistState } from '../actors/state.js';
 import { verifyJournals } from '../runtime/verify.js';
 import { crossActorChecks } from '../runtime/cross-checks.js';
@@ -176,7 +177,11 @@ export function buildProgram(): Command {
     .option('--timeout <ms>', 'give up after this long, retrying with the same id meanwhile (default 10000)')
     .option('--correlation-id <id>', 'correlation id carried into the journal')
     .option('--causation-id <id>', 'causation id carried into the journal')
-    .action(async (kind: string, id: string, type: string, payloadJson: string | undefined, options: CommonOptions & { id?: string; correlationId?: string; causationId?: string }) => {
+    .option('--traceparent <header>', 'a W3C traceparent (00-<trace id>-<span id>-<flags>): the command, its events and its saga steps join that trace')
+    .action(async (kind: string, id: string, type: string, payloadJson: string | undefined, options: CommonOptions & { id?: string; correlationId?: string; causationId?: string; traceparent?: string }) => {
+      if (options.traceparent !== undefined && traceIdOf(options.traceparent) === undefined) {
+        throw new UsageError(`--traceparent ${JSON.stringify(options.traceparent)} is not a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>, not all zeros)`);
+      }
       await hostedActorRef(options, kind, id);
       let payload: Record<string, unknown> | undefined;
       if (payloadJson !== undefined) {
@@ -193,6 +198,7 @@ export function buildProgram(): Command {
           ...(options.id ? { messageId: options.id } : {}),
           ...(options.correlationId ? { correlationId: options.correlationId } : {}),
           ...(options.causationId ? { causationId: options.causationId } : {}),
+          ...(options.traceparent ? { traceparent: options.traceparent } : {}),
           timeoutMs: Math.min(timeoutMs, 5_000),
           deadlineMs: timeoutMs,
         }),
@@ -277,14 +283,36 @@ export function buildProgram(): Command {
       }
       writeOut(
         `${table(
-          ['seq', 'type', 'data', 'message id', 'recorded at'],
+          ['seq', 'type', 'data', 'message id', 'trace', 'recorded at'],
           events.map((e) => {
             const { type, ...data } = e.event;
-            return [e.seq, type, data, e.messageId, e.recordedAt];
+            return [e.seq, type, data, e.messageId, traceIdOf(e.traceparent) ?? '', e.recordedAt];
           }),
         )}\n`,
       );
       if (next !== null) writeOut(`next page: ppos history ${kind} ${id} --from ${next}${to === undefined ? '' : ` --to ${to}`} --limit ${limit}\n`);
+    });
+
+  withConnection(program.command('trace <trace-id>').description('every event one traced request wrote, across actors, in append order (the id: 32 hex digits, or a whole traceparent)'))
+    .option('--limit <n>', 'at most this many events (default 1000)')
+    .option('--json', 'one JSON document on stdout')
+    .action(async (given: string, options: CommonOptions & { limit?: string }) => {
+      const traceId = traceIdOf(given) ?? (/^[0-9a-f]{32}$/.test(given) && !/^0+$/.test(given) ? given : undefined);
+      if (traceId === undefined) throw new UsageError(`${JSON.stringify(given)} is neither a trace id (32 lowercase hex digits, not all zeros) nor a W3C traceparent`);
+      const limit = seqOption('--limit', options.limit) ?? 1_000;
+      if (limit === 0) throw new UsageError('--limit must be at least 1');
+      const events = await withJournal(options, (journal) => journal.eventsOfTrace(traceId, limit));
+      if (options.json) {
+        printJson({ traceId, events });
+        return;
+      }
+      writeOut(
+        `${table(
+          ['actor', 'seq', 'type', 'message id', 'causation', 'recorded at'],
+          events.map((e) => [`${e.kind}/${e.id}`, e.seq, e.event.type, e.messageId, e.causationId ?? '', e.recordedAt]),
+        )}\n`,
+      );
+      if (events.length === limit) writeOut(`(the first ${limit}; --limit for more)\n`);
     });
 
   withConnection(program.command('state <kind> <id>').description('the state the actor had right after its event N (time travel); without --at, its latest journaled state'))

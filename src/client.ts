@@ -1,8 +1,9 @@
 // A client of ppos over NATS: what the CLI, the demo, the tests and actor-to-actor sagas use.
 // Retries always reuse the message id, so at-least-once delivery yields exactly-once effect.
-import { RequestError, type NatsConnection } from '@nats-io/transport-node';
+import { headers, RequestError, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
 import type { Reply } from '../runtime/envelope.js';
 import type { ActiveActor } from '../runtime/registry.js';
+import { TRACEPARENT_HEADER } from '../runtime/tracing.js';
 import { commandSubject, inspectSubject, NODES_SUBJECT, nodeActorsSubject } from '../runtime/subjects.js';
 import { newId } from './config.js';
 import { connectNats, natsSettings, type NatsSettings } from './nats.js';
@@ -12,6 +13,8 @@ export interface SendOptions {
   readonly timeoutMs?: number;
   readonly correlationId?: string;
   readonly causationId?: string;
+  /** A W3C traceparent sent as the request's header: the command joins that trace. */
+  readonly traceparent?: string;
 }
 
 export interface RetryOptions extends SendOptions {
@@ -68,7 +71,12 @@ export class PposClient {
       ...(options.correlationId ? { correlationId: options.correlationId } : {}),
       ...(options.causationId ? { causationId: options.causationId } : {}),
     };
-    return this.request(commandSubject(kind, id), JSON.stringify(envelope), options.timeoutMs ?? 5_000);
+    let traced: MsgHdrs | undefined;
+    if (options.traceparent) {
+      traced = headers();
+      traced.set(TRACEPARENT_HEADER, options.traceparent);
+    }
+    return this.request(commandSubject(kind, id), JSON.stringify(envelope), options.timeoutMs ?? 5_000, traced);
   }
 
   /** Sends until a definite answer, reusing one message id; retries timeouts, UNAVAILABLE and OVERLOADED. */
@@ -90,9 +98,9 @@ export class PposClient {
     }
   }
 
-  async request(subject: string, body: string, timeoutMs: number): Promise<Reply> {
+  async request(subject: string, body: string, timeoutMs: number, requestHeaders?: MsgHdrs): Promise<Reply> {
     try {
-      const msg = await this.nc.request(subject, body, { timeout: timeoutMs });
+      const msg = await this.nc.request(subject, body, { timeout: timeoutMs, ...(requestHeaders ? { headers: requestHeaders } : {}) });
       return msg.json<Reply>();
     } catch (error) {
       if (error instanceof RequestError && error.isNoResponders()) {

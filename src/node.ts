@@ -14,6 +14,7 @@ import { NodeStats } from '../runtime/stats.js';
 import type { Reply } from '../runtime/envelope.js';
 import { SagaRunner } from '../runtime/saga-runner.js';
 import { TimerService } from '../runtime/timer-service.js';
+import { traceHeaders } from '../runtime/tracing.js';
 import { startHttpEndpoint, type HttpEndpoint } from '../runtime/http-endpoint.js';
 import { NodeMetrics } from '../runtime/metrics.js';
 import { projectionReports } from '../runtime/projection-status.js';
@@ -123,14 +124,19 @@ export async function startNode(config: NodeConfig, rootLogger: Logger, deps: No
     logger,
     owns: (ref) => ownership.route(ref).local,
     // On the node-only step subject: the only place the runtime's reserved ids are accepted.
-    send: (step) =>
+    send: (step, context) =>
       sagaClient.request(
         stepSubject(step.kind, step.id),
-        JSON.stringify({ id: step.messageId, type: step.type, payload: step.payload, causationId: step.messageId }),
+        JSON.stringify({ id: step.messageId, type: step.type, payload: step.payload, correlationId: context.correlationId, causationId: context.causationId }),
         3_000,
+        traceHeaders(context.trace.context),
       ),
-    deliver: (ref, envelope) =>
-      new Promise<Reply | null>((resolve) => registryRef!.dispatch(ref, { envelope, receivedAt: new Date(), internal: true }, resolve)),
+    deliver: (ref, envelope, trace) =>
+      new Promise<Reply | null>((resolve) => registryRef!.dispatch(ref, { envelope, receivedAt: new Date(), internal: true, trace }, resolve)),
+    lastCause: async (host) => {
+      const [last] = await journal.readEvents(host.ref, host.seq - 1, host.seq);
+      return last && { messageId: last.messageId, correlationId: last.correlationId, traceparent: last.traceparent };
+    },
   });
   const registry = new ActorRegistry({
     kinds,

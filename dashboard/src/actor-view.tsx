@@ -281,10 +281,16 @@ export function ActorView({ kind, id, feed }: { kind: string; id: string; feed: 
               onClick={() => move(e.seq)}
               data-testid="timeline-event"
               data-seq={e.seq}
+              title={[`message ${e.messageId}`, e.correlationId && `correlation ${e.correlationId}`, e.traceId && `trace ${e.traceId} (ppos trace ${e.traceId})`].filter(Boolean).join(' · ')}
             >
               <span class="seq">#{e.seq}</span>
               <span class="type">{e.event.type}</span>
               <span class="data mono">{eventSummary(e.event)}</span>
+              {e.traceId && (
+                <span class="muted mono" data-testid="event-trace">
+                  trace {e.traceId.slice(0, 8)}
+                </span>
+              )}
               <time class="muted">{clock(e.recordedAt)}</time>
             </li>
           ))}

@@ -54,6 +54,8 @@ export interface JournalEntry {
   readonly seq: number;
   readonly event: DomainEvent;
   readonly messageId: string;
+  readonly correlationId?: string | null;
+  readonly traceId?: string | null;
   readonly recordedAt: string;
 }
 

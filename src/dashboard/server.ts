@@ -24,6 +24,7 @@ import { describeMachine, type StateChart } from '../../runtime/statechart.js';
 import { NoAnswerError, type PposClient } from '../client.js';
 import type { ProjectionReport } from '../../runtime/projection-status.js';
 import { LagHistory } from './lag-history.js';
+import { traceIdOf } from '../../runtime/tracing.js';
 
 export interface DashboardOptions {
   readonly client: PposClient;
@@ -329,6 +330,8 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     messageId: e.messageId,
     correlationId: e.correlationId,
     causationId: e.causationId,
+    // The trace of the request that wrote it: `ppos trace <id>` lists every event of that request.
+    traceId: traceIdOf(e.traceparent) ?? null,
     recordedAt: e.recordedAt.toISOString(),
   });
 

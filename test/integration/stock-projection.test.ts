@@ -75,6 +75,7 @@ function history(random: Random, skus: readonly string[], length: number): { eve
       messageId: `m${events.length}`,
       correlationId: null,
       causationId: null,
+      traceparent: null,
       recordedAt: new Date(),
     });
   }
