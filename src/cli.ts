@@ -308,8 +308,8 @@ export function buildProgram(): Command {
       }
       writeOut(
         `${table(
-          ['actor', 'seq', 'type', 'message id', 'causation', 'recorded at'],
-          events.map((e) => [`${e.kind}/${e.id}`, e.seq, e.event.type, e.messageId, e.causationId ?? '', e.recordedAt]),
+          ['actor', 'seq', 'type', 'message id', 'correlation', 'causation', 'recorded at'],
+          events.map((e) => [`${e.kind}/${e.id}`, e.seq, e.event.type, e.messageId, e.correlationId ?? '', e.causationId ?? '', e.recordedAt]),
         )}\n`,
       );
       if (events.length === limit) writeOut(`(the first ${limit}; --limit for more)\n`);
