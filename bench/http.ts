@@ -13,7 +13,7 @@ export interface HttpCostResult {
   readonly scrapes: number;
 }
 
-const ROUNDS = 3;
+const ROUNDS = 5;
 const OUTSTANDING = 64;
 
 export async function httpSection(ctx: BenchContext): Promise<HttpCostResult> {
