@@ -114,7 +114,7 @@ export class Router {
       }
       if (!traced) {
         respondWithin(msg, JSON.stringify(reply), () => JSON.stringify(withoutState(reply)), (failure) =>
-          this.options.logger.error({ subject: msg.subject, err: failure.message }, 'could not send a reply'),
+          this.options.logger.error({ actor: actor ?? msg.subject, messageId, err: failure.message }, 'could not send a reply'),
         );
         return;
       }
@@ -127,7 +127,7 @@ export class Router {
         { respond: (data) => msg.respond(data, headers ? { headers } : undefined) },
         JSON.stringify(body),
         () => JSON.stringify(withoutState(body as Reply)),
-        (failure) => this.options.logger.error({ subject: msg.subject, err: failure.message }, 'could not send a reply'),
+        (failure) => this.options.logger.error({ actor: actor ?? msg.subject, messageId, err: failure.message }, 'could not send a reply'),
       );
       endSpan(sending.span, { ok: true });
       endSpan(traced.span, reply.ok ? { ok: true, code: reply.duplicate ? 'duplicate' : 'ok' } : { ok: reply.error.code === 'REJECTED', code: reply.error.code, message: reply.error.message });
