@@ -211,6 +211,7 @@ function buildKind<S extends Record<string, unknown>, C extends ObjectSchemas, E
     ...(declaration.snapshotEvery === undefined ? {} : { snapshotEvery: declaration.snapshotEvery }),
     crossInvariants: Object.entries(declaration.crossInvariants ?? {}).map(([invariant, check]) => ({ name: invariant, check })),
     machine,
+    evolve: (context, event) => (Object.hasOwn(events, event.type) ? { [STATE]: evolveByType[event.type]!(context[STATE] as S, event) } : undefined),
     queries,
     commands: new Set(Object.keys(commands)),
     commandSchemas: commands,

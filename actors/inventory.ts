@@ -7,7 +7,7 @@
 // live in memory at all. A `Consumed` event establishes the fact `consumed:<id>`, which the
 // journal indexes; a decision that needs it asks for it (`facts.has`), and the runtime answers
 // from the journal. Replies carry a bounded summary; `Get` pages the open reservations.
-import { assign, setup, type AnyMachineSnapshot } from 'xstate';
+import { setup, type AnyMachineSnapshot } from 'xstate';
 import { z } from 'zod';
 import type { ActorKind, Command, Decision, DomainEvent, Facts, InvariantFailure, TimerChanges, TimerSpec } from './kind.js';
 import { OpenReservations, type PersistedReservations } from './open-reservations.js';
@@ -62,67 +62,61 @@ const available = (c: InventoryContext): number => c.onHand - c.reserved;
 /** The fact a Consumed event establishes: looked up in the journal, never kept in memory. */
 export const consumedFact = (reservationId: string): string => `consumed:${reservationId}`;
 
-export const inventoryMachine = setup({
+/**
+ * What each event does to the state, and which events the machine refuses (undefined). The
+ * refusals restate the invariant `0 <= reserved <= onHand`: even a decision bug cannot journal
+ * an event that would break it. The machine's transitions are this function, and events are
+ * applied with it directly (ActorKind.evolve).
+ */
+function evolve(c: InventoryContext, event: InventoryEvent): InventoryContext | undefined {
+  switch (event.type) {
+    case 'Received':
+      return c.onHand + event.qty <= MAX_QTY ? { ...c, onHand: c.onHand + event.qty } : undefined;
+    case 'Reserved':
+      if (c.reservations.has(event.reservationId) || event.qty > available(c)) return undefined;
+      return {
+        ...c,
+        reserved: c.reserved + event.qty,
+        reservations: c.reservations.with(event.reservationId, {
+          qty: event.qty,
+          ...(event.workOrderId === undefined ? {} : { workOrderId: event.workOrderId }),
+          ...(event.expiresAt === undefined ? {} : { expiresAt: event.expiresAt }),
+        }),
+      };
+    // An expired hold frees its quantity as a release does.
+    case 'Released':
+    case 'HoldExpired': {
+      const open = c.reservations.get(event.reservationId);
+      if (!open) return undefined;
+      return { ...c, reserved: c.reserved - open.qty, reservations: c.reservations.without(event.reservationId) };
+    }
+    case 'Consumed': {
+      const open = c.reservations.get(event.reservationId);
+      if (!open) return undefined;
+      return { onHand: c.onHand - open.qty, reserved: c.reserved - open.qty, reservations: c.reservations.without(event.reservationId) };
+    }
+    case 'Adjusted':
+      return event.onHand >= c.reserved ? { ...c, onHand: event.onHand } : undefined;
+    default:
+      return undefined;
+  }
+}
+
+const inventorySetup = setup({
   types: { context: {} as InventoryContext, events: {} as InventoryEvent },
-  guards: {
-    // The guards restate the invariant `0 <= reserved <= onHand`: even a decision bug
-    // cannot journal an event that would break it.
-    fitsOnHand: ({ context, event }) => event.type === 'Received' && context.onHand + event.qty <= MAX_QTY,
-    fitsAvailable: ({ context, event }) =>
-      event.type === 'Reserved' && !context.reservations.has(event.reservationId) && event.qty <= available(context),
-    isOpen: ({ context, event }) =>
-      (event.type === 'Released' || event.type === 'Consumed' || event.type === 'HoldExpired') && context.reservations.has(event.reservationId),
-    coversReserved: ({ context, event }) => event.type === 'Adjusted' && event.onHand >= context.reserved,
-  },
-}).createMachine({
+  guards: { allowed: ({ context, event }) => evolve(context, event) !== undefined },
+});
+
+/** Every event type takes the same transition: allowed where `evolve` allows it, to what it gives. */
+const evolves = { guard: 'allowed', actions: inventorySetup.assign(({ context, event }) => evolve(context, event)!) } as const;
+
+export const inventoryMachine = inventorySetup.createMachine({
   id: 'inventory',
   initial: 'active',
   context: { onHand: 0, reserved: 0, reservations: OpenReservations.empty },
   states: {
     active: {
-      on: {
-        Received: {
-          guard: 'fitsOnHand',
-          actions: assign({ onHand: ({ context, event }) => context.onHand + event.qty }),
-        },
-        Reserved: {
-          guard: 'fitsAvailable',
-          actions: assign(({ context, event }) => ({
-            reserved: context.reserved + event.qty,
-            reservations: context.reservations.with(event.reservationId, {
-              qty: event.qty,
-              ...(event.workOrderId === undefined ? {} : { workOrderId: event.workOrderId }),
-              ...(event.expiresAt === undefined ? {} : { expiresAt: event.expiresAt }),
-            }),
-          })),
-        },
-        Released: {
-          guard: 'isOpen',
-          actions: assign(({ context, event }) => ({
-            reserved: context.reserved - (context.reservations.get(event.reservationId)?.qty ?? 0),
-            reservations: context.reservations.without(event.reservationId),
-          })),
-        },
-        // An expired hold frees its quantity as a release does.
-        HoldExpired: {
-          guard: 'isOpen',
-          actions: assign(({ context, event }) => ({
-            reserved: context.reserved - (context.reservations.get(event.reservationId)?.qty ?? 0),
-            reservations: context.reservations.without(event.reservationId),
-          })),
-        },
-        Consumed: {
-          guard: 'isOpen',
-          actions: assign(({ context, event }) => {
-            const qty = context.reservations.get(event.reservationId)?.qty ?? 0;
-            return { onHand: context.onHand - qty, reserved: context.reserved - qty, reservations: context.reservations.without(event.reservationId) };
-          }),
-        },
-        Adjusted: {
-          guard: 'coversReserved',
-          actions: assign({ onHand: ({ event }) => event.onHand }),
-        },
-      },
+      on: { Received: evolves, Reserved: evolves, Released: evolves, HoldExpired: evolves, Consumed: evolves, Adjusted: evolves },
     },
   },
 });
@@ -295,6 +289,7 @@ export const inventory: ActorKind = {
   // 2: open reservations as a persistent tree (persisted as columns), consumed ids out of the state.
   machineVersion: 2,
   machine: inventoryMachine,
+  evolve: (context, event) => evolve(context as unknown as InventoryContext, event as unknown as InventoryEvent) as unknown as Record<string, unknown> | undefined,
   queries: new Set(['Get']),
   commands: new Set(Object.keys(payloads)),
   commandSchemas: payloads,

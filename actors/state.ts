@@ -58,15 +58,29 @@ export class EventRefusedError extends Error {
  * another machine version or is corrupt, so it is an error, never silently skipped.
  */
 export function applyEvent(kind: ActorKind, state: AnyMachineSnapshot, journaled: DomainEvent): AnyMachineSnapshot {
+  if (kind.evolve) return replay(kind, state, [journaled]);
   const event = currentEvent(kind, journaled);
   if (!state.can(event as never)) throw new EventRefusedError(kind.kind, event);
   return kind.machine.transition(state as never, event as never, inertScope(kind.machine)) as AnyMachineSnapshot;
 }
 
 export function replay(kind: ActorKind, from: AnyMachineSnapshot, events: Iterable<DomainEvent>): AnyMachineSnapshot {
-  let state = from;
-  for (const event of events) state = applyEvent(kind, state, event);
-  return state;
+  const { evolve } = kind;
+  if (!evolve) {
+    let state = from;
+    for (const event of events) state = applyEvent(kind, state, event);
+    return state;
+  }
+  // A single-state machine: fold the contexts, and make one machine state of the last.
+  let context = from.context as Record<string, unknown>;
+  for (const journaled of events) {
+    const event = currentEvent(kind, journaled);
+    const next = evolve(context, event);
+    if (next === undefined) throw new EventRefusedError(kind.kind, event);
+    context = next;
+  }
+  if (context === from.context) return from;
+  return kind.machine.resolveState({ value: from.value, context, historyValue: from.historyValue }) as AnyMachineSnapshot;
 }
 
 /** The state as plain JSON: what snapshots store and state hashes cover. */
