@@ -82,3 +82,24 @@ export async function lagBehind(db: Queryable, at: FeedPosition, countUpTo = 100
   const row = result.rows[0] as { lag_ms: number | null; lag_events: number };
   return { lagMs: Math.round(row.lag_ms ?? 0), lagEvents: row.lag_events };
 }
+
+/**
+ * Why this server cannot extend the journal's read order, or null when it can. The order is by
+ * the writing transaction's id; a journal restored onto another PostgreSQL server (pg_dump and
+ * pg_restore) holds ids that server has not reached yet, so its new events would sort before
+ * events already read, and every follower (projections, the export, read-your-writes tokens)
+ * would skip them silently. Checked before a node starts; the cure is in docs/backups.md.
+ */
+export async function readOrderProblem(db: Queryable): Promise<string | null> {
+  const result = await db.query(
+    // The next id this server will assign, read without taking one.
+    `SELECT (SELECT tx FROM ppos_events ORDER BY tx DESC LIMIT 1)::text AS newest, pg_snapshot_xmax(pg_current_snapshot())::text AS next`,
+  );
+  const { newest, next } = result.rows[0] as { newest: string | null; next: string };
+  if (newest === null || BigInt(newest) < BigInt(next)) return null;
+  return (
+    `the journal holds events written by transaction ${newest}, but this PostgreSQL server's next transaction id is ${next}: ` +
+    'the journal was restored onto another server. New events would sort before old ones and the projections and the export would skip them. ' +
+    'Move the server\'s transaction counter past the journal\'s first (pg_resetwal --epoch; docs/backups.md, "A restore on another server")'
+  );
+}

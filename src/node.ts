@@ -21,6 +21,7 @@ import { projectionReports } from '../runtime/projection-status.js';
 import { packageVersion } from '../runtime/service.js';
 import { CLUSTER_CHANGED_SUBJECT, eventsSubject, stepSubject } from '../runtime/subjects.js';
 import { ProjectionStore } from '../persistence/projection-store.js';
+import { readOrderProblem } from '../persistence/journal-feed.js';
 import { builtInProjections } from '../persistence/projections/index.js';
 import { JournalExport, EXPORT_NAME } from '../runtime/journal-export.js';
 import { ProjectionRunner, projectionFollower, type Follower } from '../runtime/projection-runner.js';
@@ -88,6 +89,11 @@ export async function startNode(config: NodeConfig, rootLogger: Logger, deps: No
     },
   });
   const journal = opened.journal;
+  const misordered = await readOrderProblem(journal.pool).catch((error: Error) => `cannot check the journal's read order: ${error.message}`);
+  if (misordered !== null) {
+    await opened.close();
+    throw new Error(`refusing to start: ${misordered}`);
+  }
   // Filled in below: ownership, the saga runner and the registry need each other.
   let registryRef: ActorRegistry | undefined;
   let resumeRef: (() => Promise<unknown>) | undefined;

@@ -4,9 +4,13 @@
 // positions alone passes the late row for good; the feed waits for it and never skips it.
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FEED_START, readCommitted } from '../../persistence/journal-feed.js';
+import { FEED_START, readCommitted, readOrderProblem } from '../../persistence/journal-feed.js';
 import { migrate } from '../../persistence/migrations.js';
+import { startTestNode } from '../helpers/node.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/services.js';
+
+// The node refuses before it connects to NATS: no server is needed at this address.
+const TEST_NATS_UNUSED = 'nats://127.0.0.1:1';
 
 let db: TestDatabase;
 let pool: pg.Pool;
@@ -112,5 +116,30 @@ describe('the read order is numeric in the transaction id', () => {
     }
     const digits = await readCommitted(pool, FEED_START, 1_000);
     expect(digits.filter((e) => e.id === 'sku-digits').map((e) => e.tx)).toEqual(txs);
+  });
+});
+
+describe('a journal restored onto a server whose transaction ids are behind it', () => {
+  it('is found before a node starts, and the node refuses with the cure named', async () => {
+    const restored = await createTestDatabase();
+    const restoredPool = new pg.Pool({ connectionString: restored.url, max: 2 });
+    try {
+      await migrate(restoredPool);
+      expect(await readOrderProblem(restoredPool)).toBeNull();
+      // As pg_restore leaves it: rows written by transactions far ahead of this server's counter.
+      const next = BigInt((await restoredPool.query<{ next: string }>('SELECT pg_snapshot_xmax(pg_current_snapshot())::text AS next')).rows[0]!.next);
+      await restoredPool.query(
+        `INSERT INTO ppos_events (kind, actor_id, seq, type, data, message_id, machine_version, recorded_at, tx)
+         VALUES ('inventory', 'restored', 1, 'Received', '{"qty":1}', 'm-restored', 2, now(), $1::xid8)`,
+        [String(next + (1n << 32n))],
+      );
+      expect(await readOrderProblem(restoredPool)).toMatch(/restored onto another server.*pg_resetwal --epoch/);
+      await expect(startTestNode(TEST_NATS_UNUSED, restored.url)).rejects.toThrow(/refusing to start: the journal holds events written by transaction \d+/);
+      // Nothing was written by the refused node.
+      expect((await restoredPool.query('SELECT count(*)::int AS n FROM ppos_dedupe')).rows[0].n).toBe(0);
+    } finally {
+      await restoredPool.end();
+      await restored.drop();
+    }
   });
 });
