@@ -123,6 +123,14 @@ export class OpenReservations {
       throw new Error('persisted reservations have arrays of different lengths');
     }
     const values: Reservation[] = new Array(ids.length);
+    // A reservation of just a quantity is one shared (frozen) object per quantity: values are
+    // never changed, and a large actor's activation then allocates, and collects, 100k fewer.
+    const plain = new Map<number, Reservation>();
+    const plainOf = (qty: number): Reservation => {
+      let shared = plain.get(qty);
+      if (!shared) plain.set(qty, (shared = Object.freeze({ qty })));
+      return shared;
+    };
     let total = 0;
     for (let i = 0; i < ids.length; i += 1) {
       const wo = workOrderId[i];
@@ -130,7 +138,8 @@ export class OpenReservations {
       if (!Number.isSafeInteger(amount) || amount <= 0) throw new Error(`persisted reservation ${ids[i]} holds ${String(amount)}, not a positive whole quantity`);
       const deadline = expiresAt?.[i] ?? null;
       if (deadline !== null && !Number.isSafeInteger(deadline)) throw new Error(`persisted reservation ${ids[i]} expires at ${String(deadline)}, not a time`);
-      values[i] = { qty: amount, ...(wo === null || wo === undefined ? {} : { workOrderId: wo }), ...(deadline === null ? {} : { expiresAt: deadline }) };
+      if ((wo === null || wo === undefined) && deadline === null) values[i] = plainOf(amount);
+      else values[i] = { qty: amount, ...(wo === null || wo === undefined ? {} : { workOrderId: wo }), ...(deadline === null ? {} : { expiresAt: deadline }) };
       total += amount;
     }
     // bulkLoad refuses keys out of strict ascending order.
