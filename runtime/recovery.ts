@@ -44,6 +44,11 @@ export async function loadState(journal: Journal, kind: ActorKind, ref: ActorRef
     const [snapshot] = await journal.snapshots(ref, kind.machineVersion, before, 1);
     if (!snapshot) break;
     before = snapshot.seq - 1;
+    // The events after it are read while it is checked and decoded: the database works on the
+    // tail meanwhile. The pool sends a query on its next tick, hence the turn of the event loop.
+    const tail = journal.readEventsForReplay(ref, snapshot.seq, atSeq);
+    tail.catch(() => undefined); // left unread if this snapshot is passed over; awaited otherwise
+    await new Promise((resolve) => setImmediate(resolve));
     // A tampered or half-written snapshot must never become live state: check it first.
     if (stateHash(snapshot.state) !== snapshot.hash) {
       rejectedSnapshots.push({ seq: snapshot.seq, problem: 'hash mismatch' });
@@ -59,7 +64,7 @@ export async function loadState(journal: Journal, kind: ActorKind, ref: ActorRef
       continue;
     }
     try {
-      return await loadFrom(journal, kind, ref, { state: restored, seq: snapshot.seq, bytes: snapshot.bytes ?? 0 }, atSeq, rejectedSnapshots);
+      return await loadFrom(journal, kind, ref, { state: restored, seq: snapshot.seq, bytes: snapshot.bytes ?? 0 }, atSeq, rejectedSnapshots, tail);
     } catch (error) {
       // A snapshot is only an optimisation: one the journal contradicts (ahead of it, or a
       // state its tail does not replay onto) costs a longer replay, never the actor.
@@ -77,8 +82,9 @@ async function loadFrom(
   start: { state: AnyMachineSnapshot; seq: number; bytes: number },
   atSeq: number | undefined,
   rejectedSnapshots: { seq: number; problem: string }[],
+  tail = journal.readEventsForReplay(ref, start.seq, atSeq),
 ): Promise<LoadedState> {
-  const events = await journal.readEventsForReplay(ref, start.seq, atSeq);
+  const events = await tail;
   let expected = start.seq + 1;
   for (const journaled of events) {
     if (journaled.seq !== expected) {
