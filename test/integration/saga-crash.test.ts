@@ -16,6 +16,8 @@ import { silentLogger } from '../helpers/node.js';
 import { createTestDatabase, startNats, type TestDatabase } from '../helpers/services.js';
 
 const SEED = Number(process.env.PPOS_TEST_SEED ?? 20261122);
+/** A W3C traceparent whose trace id spells the work order's id. */
+const traceOf = (workOrder: string): string => `00-${Buffer.from(workOrder).toString('hex').padEnd(32, '0').slice(0, 32)}-00f067aa0ba902b7-01`;
 const KILLS = 20;
 
 let db: TestDatabase;
@@ -57,7 +59,14 @@ describe('crash in the middle of sagas', () => {
     const random = new Random(SEED);
     const skus = Array.from({ length: 6 }, (_, i) => `part-${i}`);
     const send = (kind: string, id: string, type: string, payload: Record<string, unknown> | undefined, messageId: string): Promise<Reply> =>
-      client.sendWithRetry(kind, id, type, payload, { messageId, timeoutMs: 1_500, deadlineMs: 120_000 });
+      client.sendWithRetry(kind, id, type, payload, {
+        messageId,
+        timeoutMs: 1_500,
+        deadlineMs: 120_000,
+        // Each order's commands in a trace and a correlation of its own: steps resumed after a
+        // crash must still carry them (read back from the journal, not from lost memory).
+        ...(kind === 'workorder' ? { correlationId: `corr-${id}`, traceparent: traceOf(id) } : {}),
+      });
     for (const sku of skus) await send('inventory', sku, 'Receive', { qty: random.int(8, 20) }, `stock-${sku}`);
 
     let stop = false;
@@ -115,6 +124,16 @@ describe('crash in the middle of sagas', () => {
     const evidence = await verifyJournals({ journal: opened.journal, kinds: actorKinds, crossChecks: crossActorChecks(actorKinds) });
     expect(evidence.reconciliation_failures).toEqual([]);
     expect(evidence.confidence_status).toBe('trusted');
+
+    // Every event of an order, and of every step its sagas sent (resumed after a kill or not), in its trace and correlation.
+    const traced = await db.query<{ kind: string; actor_id: string; message_id: string; correlation_id: string | null; traceparent: string | null }>(
+      `SELECT kind, actor_id, message_id, correlation_id, traceparent FROM ppos_events WHERE kind = 'workorder' OR message_id LIKE 'ppos:wo:%'`,
+    );
+    expect(traced.rows.filter((r) => r.kind === 'inventory').length).toBeGreaterThan(0);
+    for (const row of traced.rows) {
+      const order = row.kind === 'workorder' ? row.actor_id : row.message_id.split(':')[2]!;
+      expect({ correlation: row.correlation_id, trace: row.traceparent }, `${row.kind}/${row.actor_id} ${row.message_id}`).toEqual({ correlation: `corr-${order}`, trace: traceOf(order) });
+    }
 
     // No reservation was ever opened twice without being closed in between.
     const rows = await db.query<{ actor_id: string; type: string; rid: string }>(
