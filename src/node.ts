@@ -118,9 +118,19 @@ export async function startNode(config: NodeConfig, rootLogger: Logger, deps: No
       : undefined;
   const ownership: Ownership = deps.ownership ?? cluster!;
   let nc: NatsConnection;
+  // The export publishes a batch of hundreds of messages at once and awaits their acks: on a
+  // connection of its own, so command replies never queue behind a batch on the node's socket.
+  let exportNc: NatsConnection | undefined;
   try {
     nc = await connectNats(config.nats, `ppos-node-${config.nodeId}`, logger);
   } catch (error) {
+    await opened.close();
+    throw error;
+  }
+  try {
+    if (config.followers.includes(EXPORT_NAME)) exportNc = await connectNats(config.nats, `ppos-export-${config.nodeId}`, logger);
+  } catch (error) {
+    await nc.close().catch(() => undefined);
     await opened.close();
     throw error;
   }
@@ -180,6 +190,7 @@ export async function startNode(config: NodeConfig, rootLogger: Logger, deps: No
       await cluster.start();
     } catch (error) {
       await nc.close().catch(() => undefined);
+      await exportNc?.close().catch(() => undefined);
       await opened.close();
       throw error;
     }
@@ -215,7 +226,7 @@ export async function startNode(config: NodeConfig, rootLogger: Logger, deps: No
   await service.start();
   // The journal's followers (projections, the export to JetStream): each run by one node at a time.
   const followers: Follower[] = config.followers.map((name) =>
-    name === EXPORT_NAME ? new JournalExport(nc, config.nats.inboxPrefix) : projectionFollower(builtInProjections.get(name)!),
+    name === EXPORT_NAME ? new JournalExport(exportNc!, config.nats.inboxPrefix) : projectionFollower(builtInProjections.get(name)!),
   );
   const runner = new ProjectionRunner({
     pool: journal.pool,
@@ -355,6 +366,7 @@ export async function startNode(config: NodeConfig, rootLogger: Logger, deps: No
         }
         registry.stop();
         await nc.drain().catch(() => undefined);
+        await exportNc?.drain().catch(() => undefined);
         await opened.close();
         await http?.close();
         logger.info(stats.snapshot(registry), 'node stopped');
