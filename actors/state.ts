@@ -58,9 +58,22 @@ export class EventRefusedError extends Error {
  * another machine version or is corrupt, so it is an error, never silently skipped.
  */
 export function applyEvent(kind: ActorKind, state: AnyMachineSnapshot, journaled: DomainEvent): AnyMachineSnapshot {
-  if (kind.evolve) return replay(kind, state, [journaled]);
+  const next = stateAfter(kind, state, journaled);
+  if (next === undefined) throw new EventRefusedError(kind.kind, currentEvent(kind, journaled));
+  return next;
+}
+
+/**
+ * The state after `journaled`, upcast to its type's current shape, or undefined when the machine
+ * refuses it: what a decision asks of a new event (one evaluation, not a `can` and then a step).
+ */
+export function stateAfter(kind: ActorKind, state: AnyMachineSnapshot, journaled: DomainEvent): AnyMachineSnapshot | undefined {
   const event = currentEvent(kind, journaled);
-  if (!state.can(event as never)) throw new EventRefusedError(kind.kind, event);
+  if (kind.evolve) {
+    const context = kind.evolve(state.context as Record<string, unknown>, event);
+    return context === undefined ? undefined : withContext(kind, state, context);
+  }
+  if (!state.can(event as never)) return undefined;
   return kind.machine.transition(state as never, event as never, inertScope(kind.machine)) as AnyMachineSnapshot;
 }
 
@@ -79,8 +92,13 @@ export function replay(kind: ActorKind, from: AnyMachineSnapshot, events: Iterab
     if (next === undefined) throw new EventRefusedError(kind.kind, event);
     context = next;
   }
-  if (context === from.context) return from;
-  return kind.machine.resolveState({ value: from.value, context, historyValue: from.historyValue }) as AnyMachineSnapshot;
+  return withContext(kind, from, context);
+}
+
+/** A single-state machine's state with another context. */
+function withContext(kind: ActorKind, state: AnyMachineSnapshot, context: Record<string, unknown>): AnyMachineSnapshot {
+  if (context === state.context) return state;
+  return kind.machine.resolveState({ value: state.value, context, historyValue: state.historyValue }) as AnyMachineSnapshot;
 }
 
 /** The state as plain JSON: what snapshots store and state hashes cover. */

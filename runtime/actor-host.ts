@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import type { ActorKind, Command, DomainEvent, Facts, SagaSettlement } from '../actors/kind.js';
 import { currentVersion, withVersion } from '../actors/event-version.js';
 import { decideOf, parseCommandOf } from '../actors/saga-answers.js';
-import { applyEvent } from '../actors/state.js';
+import { stateAfter } from '../actors/state.js';
 import {
   JournalUnavailableError,
   refKey,
@@ -325,11 +325,12 @@ export class ActorHost {
     }
     // Decided now, so in its type's current shape: marked so, it is never upcast.
     const event = decision.event && withVersion(decision.event, currentVersion(this.kind, decision.event.type));
-    if (event && !state.can(event as never)) {
+    const after = event ? stateAfter(this.kind, state, event) : state;
+    if (after === undefined) {
       const message = `${command.type} is not allowed in state ${JSON.stringify(state.value)}`;
       return { ...unchanged, stored: { ok: false, error: { code: 'REJECTED', reason: 'INVALID_STATE', message } } };
     }
-    const next = event ? applyEvent(this.kind, state, event) : state;
+    const next = after;
     const nextSeq = seq + (event ? 1 : 0);
     const settlement = event ? (this.kind.settlement?.(state, next) ?? null) : null;
     const opensSaga = event !== null && this.kind.openSaga?.(state) !== envelope.id && this.kind.openSaga?.(next) === envelope.id;
