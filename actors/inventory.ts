@@ -307,6 +307,10 @@ export const inventory: ActorKind = {
   machineVersion: 2,
   machine: inventoryMachine,
   evolve: (context, event) => evolve(context as unknown as InventoryContext, event as unknown as InventoryEvent) as unknown as Record<string, unknown> | undefined,
+  drafts: {
+    draft: (context) => ({ ...context, reservations: (context as unknown as InventoryContext).reservations.draft() }),
+    seal: (context) => ({ ...context, reservations: (context as unknown as InventoryContext).reservations.seal() }),
+  },
   queries: new Set(['Get']),
   commands: new Set(Object.keys(payloads)),
   commandSchemas: payloads,

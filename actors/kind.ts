@@ -122,6 +122,15 @@ export interface ActorKind {
    * than by stepping the machine, which costs several times more per event.
    */
   evolve?(context: Record<string, unknown>, event: DomainEvent): Record<string, unknown> | undefined;
+  /**
+   * With `evolve`, for folding many events at once (replay): a context whose persistent parts
+   * change in place (`draft`), and back to one that never changes again (`seal`). The fold then
+   * copies what it touches once, not a path per event. Only the fold ever holds a draft.
+   */
+  readonly drafts?: {
+    draft(context: Record<string, unknown>): Record<string, unknown>;
+    seal(context: Record<string, unknown>): Record<string, unknown>;
+  };
   /** Commands answered from state without journaling anything. */
   readonly queries: ReadonlySet<string>;
   readonly commands: ReadonlySet<string>;

@@ -50,9 +50,32 @@ export class OpenReservations {
   private constructor(
     private readonly tree: BTree<string, Reservation>,
     /** Sum of every open reservation's qty: what `reserved` must equal. */
-    readonly total: number,
+    private sum: number,
+    /** A draft (see `draft`) changes in place; a state never does. */
+    private drafting = false,
   ) {
-    tree.freeze(); // a state is never changed in place: every change is a new tree
+    if (!drafting) tree.freeze(); // a state is never changed in place: every change is a new tree
+  }
+
+  get total(): number {
+    return this.sum;
+  }
+
+  /**
+   * A private copy that changes in place, for folding many events at once (replay): each change
+   * copies the nodes it touches only the first time (the original stays as it was), instead of a
+   * path per event. Only its folder holds it; `seal` makes it a state again.
+   */
+  draft(): OpenReservations {
+    return new OpenReservations(this.tree.clone(), this.sum, true);
+  }
+
+  /** The draft as a state: frozen, never changed again. A state seals to itself. */
+  seal(): OpenReservations {
+    if (!this.drafting) return this;
+    this.drafting = false;
+    this.tree.freeze();
+    return this;
   }
 
   static readonly empty = new OpenReservations(new BTree<string, Reservation>(undefined, byId, NODE_SIZE), 0);
@@ -71,13 +94,23 @@ export class OpenReservations {
 
   with(id: string, reservation: Reservation): OpenReservations {
     const before = this.tree.get(id)?.qty ?? 0;
-    return new OpenReservations(this.tree.with(id, reservation, true), this.total - before + reservation.qty);
+    if (this.drafting) {
+      this.tree.set(id, reservation, true);
+      this.sum += reservation.qty - before;
+      return this;
+    }
+    return new OpenReservations(this.tree.with(id, reservation, true), this.sum - before + reservation.qty);
   }
 
   without(id: string): OpenReservations {
     const gone = this.tree.get(id);
     if (!gone) return this;
-    return new OpenReservations(this.tree.without(id), this.total - gone.qty);
+    if (this.drafting) {
+      this.tree.delete(id);
+      this.sum -= gone.qty;
+      return this;
+    }
+    return new OpenReservations(this.tree.without(id), this.sum - gone.qty);
   }
 
   /** Up to `limit` reservations with ids after `after`, in id order. */

@@ -84,14 +84,21 @@ export function replay(kind: ActorKind, from: AnyMachineSnapshot, events: Iterab
     for (const event of events) state = applyEvent(kind, state, event);
     return state;
   }
-  // A single-state machine: fold the contexts, and make one machine state of the last.
+  // A single-state machine: fold the contexts (on a draft, when the kind has one), and make one
+  // machine state of the last.
   let context = from.context as Record<string, unknown>;
+  let drafted = false;
   for (const journaled of events) {
+    if (!drafted && kind.drafts) {
+      context = kind.drafts.draft(context);
+      drafted = true;
+    }
     const event = currentEvent(kind, journaled);
     const next = evolve(context, event);
     if (next === undefined) throw new EventRefusedError(kind.kind, event);
     context = next;
   }
+  if (drafted) context = kind.drafts!.seal(context);
   return withContext(kind, from, context);
 }
 

@@ -189,6 +189,41 @@ describe('OpenReservations is immutable', () => {
   });
 });
 
+describe('OpenReservations draft (replay folds many events in place)', () => {
+  it.each([7, 99, 0xc0ffee])('seed %i: a draft ends where the persistent path ends, and the state it came from, and states derived from that, never change', (seed) => {
+    const random = new Random(seed);
+    const pool = idPool(random, 400);
+    const model = new Map<string, Reservation>();
+    let original = OpenReservations.empty;
+    for (let i = 0; i < 600; i += 1) original = randomOperation(random, original, model, pool);
+    const before = observe(original);
+    const sibling = original.with('sibling', { qty: 1 });
+    const siblingBefore = observe(sibling);
+    const persistentModel = new Map(model);
+    const operations = Array.from({ length: 2_000 }, () => ({ id: random.pick(pool), qty: random.chance(0.55) ? random.int(1, 9) : 0 }));
+    let persistent = original;
+    let draft = original.draft();
+    for (const { id, qty } of operations) {
+      persistent = qty > 0 ? persistent.with(id, { qty }) : persistent.without(id);
+      const next = qty > 0 ? draft.with(id, { qty }) : draft.without(id);
+      expect(next).toBe(draft); // in place: no copy per change
+      if (qty > 0) persistentModel.set(id, { qty });
+      else persistentModel.delete(id);
+    }
+    const sealed = draft.seal();
+    expect(observe(sealed)).toEqual(observe(persistent));
+    expect(asMap(sealed)).toEqual(persistentModel);
+    expect(sealed.total).toBe(sumOf(persistentModel));
+    expect(observe(original)).toEqual(before);
+    expect(observe(sibling)).toEqual(siblingBefore);
+    // Sealed, it is a state like any other: frozen in place, changed only by deriving.
+    const inner = (sealed as unknown as { tree: { set(k: string, v: Reservation): void } }).tree;
+    expect(() => inner.set('x', { qty: 1 })).toThrow(/frozen/);
+    expect(sealed.with('after-seal', { qty: 2 })).not.toBe(sealed);
+    expect(observe(sealed)).toEqual(observe(persistent));
+  });
+});
+
 describe('OpenReservations total', () => {
   it.each([1, 2, 3, 42, 1337, 20240601, 0xdeadbeef])('seed %i: total is the sum of qty, size the count, entries the model, after every one of 3000 random operations', (seed) => {
     const random = new Random(seed);
