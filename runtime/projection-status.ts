@@ -26,11 +26,12 @@ export function statusOf(row: ProjectionRow, lagMs: number, lagEvents: number): 
   return lagMs > row.budgetMs ? 'lagging' : 'ok';
 }
 
-export async function projectionReports(pool: pg.Pool): Promise<ProjectionReport[]> {
+/** `countUpTo`: how far to count the events waiting (a sampler that needs only the lag's age passes 1). */
+export async function projectionReports(pool: pg.Pool, countUpTo?: number): Promise<ProjectionReport[]> {
   const store = new ProjectionStore(pool);
   const reports: ProjectionReport[] = [];
   for (const row of await store.rows()) {
-    const { lagMs, lagEvents } = await lagBehind(pool, row.checkpoint);
+    const { lagMs, lagEvents } = await lagBehind(pool, row.checkpoint, countUpTo);
     reports.push({ name: row.name, position: row.checkpoint.position, lagMs, lagEvents, budgetMs: row.budgetMs, status: statusOf(row, lagMs, lagEvents), owner: row.owner });
   }
   return reports;
