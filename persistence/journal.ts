@@ -181,6 +181,8 @@ export interface Journal {
   pruneDedupe(olderThanHours: number): Promise<number>;
   /** Timers due by `nowMs` on these shards, the most overdue first, at most `limit`. */
   dueTimers(shards: readonly number[], nowMs: number, limit: number): Promise<DueTimer[]>;
+  /** How many timers of these shards are past their deadline and not fired yet, counted up to `countUpTo` (the backlog). */
+  overdueTimers(shards: readonly number[], nowMs: number, countUpTo: number): Promise<number>;
   /** Removes a fired timer, unless it was set again meanwhile (another deadline). */
   dropFiredTimer(timer: DueTimer): Promise<void>;
   /** An actor's pending timers as stored, soonest first, at most `limit`. */

@@ -635,6 +635,19 @@ export class PgJournal implements Journal {
     return result.rows.map((row) => ({ kind: row.kind, id: row.actor_id }));
   }
 
+  async overdueTimers(shards: readonly number[], nowMs: number, countUpTo: number): Promise<number> {
+    if (shards.length === 0) return 0;
+    // The same index ranges as dueTimers, each cut at `countUpTo`: a scrape never counts a whole backlog.
+    const result = await this.query(
+      `SELECT least($3::bigint, coalesce(sum(n), 0))::int AS overdue FROM unnest($1::int[]) AS s(shard)
+       CROSS JOIN LATERAL (
+         SELECT count(*) AS n FROM (SELECT 1 FROM ppos_timers WHERE shard = s.shard AND due_at <= to_timestamp($2::float8 / 1000) LIMIT $3) o
+       ) c`,
+      [shards, nowMs, countUpTo],
+    );
+    return result.rows[0].overdue as number;
+  }
+
   async dueTimers(shards: readonly number[], nowMs: number, limit: number): Promise<DueTimer[]> {
     if (shards.length === 0) return [];
     // Per shard, an index range on (shard, due_at) read in order and cut at `limit`; then the

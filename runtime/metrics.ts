@@ -11,6 +11,8 @@ export interface MetricSources {
   /** Each projection's (and the export's) lag, ms; read at scrape time. */
   projectionLags(): Promise<ReadonlyMap<string, number>>;
   timersFired(): number;
+  /** Timers past their deadline on this node's shards, not fired yet; read at scrape time. */
+  timersOverdue(): Promise<number>;
 }
 
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
@@ -34,6 +36,14 @@ export class NodeMetrics {
     new Gauge({ name: 'ppos_mailbox_depth', help: 'Messages waiting in all mailboxes', registers, collect() { this.set(sources.mailboxDepth()); } });
     new Gauge({ name: 'ppos_shards_owned', help: 'Shards this node holds', registers, collect() { this.set(sources.shardsOwned()); } });
     new Counter({ name: 'ppos_timers_fired_total', help: 'Durable timers this node fired and saw answered', registers, collect() { this.reset(); this.inc(sources.timersFired()); } });
+    new Gauge({
+      name: 'ppos_timers_overdue',
+      help: 'Durable timers on this node\'s shards past their deadline and not fired yet (the backlog; counted up to 100,000)',
+      registers,
+      async collect() {
+        this.set(await sources.timersOverdue().catch(() => Number.NaN));
+      },
+    });
     new Gauge({
       name: 'ppos_projection_lag_seconds',
       help: 'Age of the oldest committed event a follower (projection or export) has not applied',

@@ -250,8 +250,10 @@ export async function startNode(config: NodeConfig, rootLogger: Logger, deps: No
         activeActors: () => registry.size,
         mailboxDepth: () => registry.totalMailboxDepth(),
         shardsOwned: () => ownership.heldShards().length,
-        projectionLags: async () => new Map((await projectionReports(journal.pool)).map((r) => [r.name, r.lagMs])),
+        // The lag's age only: a scrape does not count the events waiting.
+        projectionLags: async () => new Map((await projectionReports(journal.pool, 1)).map((r) => [r.name, r.lagMs])),
         timersFired: () => timersRef?.fired ?? 0,
+        timersOverdue: () => journal.overdueTimers(ownership.heldShards(), Date.now(), 100_000),
       },
     );
     stats.metrics = metrics;

@@ -68,6 +68,8 @@ describe('the HTTP port', () => {
     expect(sample(page, 'ppos_journal_commit_batch_size_count', {})).toBeGreaterThan(0);
     expect(page).toMatch(/ppos_active_actors\{[^}]*node="http-node"[^}]*\} [1-9]/);
     expect(page).toContain('ppos_process_resident_memory_bytes');
+    // No holds were set: no timer backlog (the count itself: test/integration/timer-backlog.test.ts).
+    expect(page).toMatch(/^ppos_timers_overdue\{[^}]*node="http-node"[^}]*\} 0$/m);
   }, 60_000);
 
   it('is healthy while up, and ready only while PostgreSQL answers', async () => {
