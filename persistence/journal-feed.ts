@@ -66,11 +66,12 @@ export function isAfter(a: FeedPosition, b: FeedPosition): boolean {
 }
 
 /**
- * How far a reader at `at` is behind the journal: the age of the oldest committed event it has
- * not read, and how many there are (counted up to `countUpTo`). Sampled often (every follower,
- * every second; dashboards and benches more), so it reads little whatever the lag: the age from
- * the first few unread events in read order (one received earlier can commit a little later, so
- * not only the very first), the count from the read-order index alone.
+ * How far a reader at `at` is behind the journal: about the age of the oldest committed event it
+ * has not read, and how many there are (counted up to `countUpTo`). Sampled often (every
+ * follower, every second; dashboards and benches more), so it reads little whatever the lag: the
+ * age from the first 64 unread events in read order (an event received earlier but committed in a
+ * later transaction can be a few milliseconds older and is missed: small against budgets of
+ * seconds), the count from the read-order index alone.
  */
 export async function lagBehind(db: Queryable, at: FeedPosition, countUpTo = 100_000): Promise<{ lagMs: number; lagEvents: number }> {
   const result = await db.query(

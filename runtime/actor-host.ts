@@ -300,11 +300,15 @@ export class ActorHost {
   private decideOn(state: AnyMachineSnapshot, seq: number, incoming: Incoming, command: Command, print: string, unitFacts: ReadonlySet<string> = new Set()): Decided {
     if (!incoming.trace) return this.decideUntraced(state, seq, incoming, command, print, unitFacts);
     const decide = childSpan(incoming.trace.context, 'ppos.decide');
-    const decided = this.decideUntraced(state, seq, incoming, command, print, unitFacts);
-    // A refusal is the command's answer, not a failure of the span.
-    const refusal = decided.stored.error;
-    endSpan(decide.span, refusal ? { ok: true, code: refusal.reason ?? refusal.code } : { ok: true });
-    return decided;
+    let decided: Decided | undefined;
+    try {
+      decided = this.decideUntraced(state, seq, incoming, command, print, unitFacts);
+      return decided;
+    } finally {
+      // A refusal is the command's answer, not a failure of the span.
+      const refusal = decided?.stored.error;
+      endSpan(decide.span, decided === undefined ? { ok: false, code: 'THREW' } : refusal ? { ok: true, code: refusal.reason ?? refusal.code } : { ok: true });
+    }
   }
 
   private decideUntraced(state: AnyMachineSnapshot, seq: number, incoming: Incoming, command: Command, print: string, unitFacts: ReadonlySet<string>): Decided {

@@ -10,7 +10,7 @@ import { OMITTED_HINT, respondWithin } from './fit-reply.js';
 import type { Ownership } from './ownership.js';
 import type { ActorRegistry } from './registry.js';
 import type { NodeStats } from './stats.js';
-import { childSpan, endSpan, receiveSpan, traceHeaders, traceparentOf, type Trace } from './tracing.js';
+import { childSpan, endSpan, nameCommandSpan, receiveSpan, traceHeaders, traceparentOf, type Trace } from './tracing.js';
 import {
   COMMAND_SUBJECT_PREFIX,
   forwardPrefix,
@@ -153,11 +153,7 @@ export class Router {
     envelopeType = envelope.type;
     messageId = envelope.id;
     if (this.options.kinds.get(address.kind)?.commands.has(envelope.type)) type = envelope.type;
-    if (traced.span.isRecording()) {
-      // Names only the node knows (no client-made span names), the message id as an attribute.
-      traced.span.updateName(`ppos.command ${kind} ${type}`);
-      traced.span.setAttribute('messaging.message.id', envelope.id);
-    }
+    nameCommandSpan(traced.span, kind, type, envelope.id);
     this.options.registry.dispatch(address, { envelope, receivedAt, trace: traced }, respond);
   }
 }

@@ -7,7 +7,7 @@
 //
 // The header is parsed by OpenTelemetry's W3C propagator, never by hand: a malformed or
 // all-zero `traceparent` from a peer is ignored (as the W3C spec asks), never stored.
-import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context, type Span, type TextMapGetter, type TextMapSetter } from '@opentelemetry/api';
+import { INVALID_SPAN_CONTEXT, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, TraceFlags, type Context, type Span, type TextMapGetter } from '@opentelemetry/api';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { headers as natsHeaders, type MsgHdrs } from '@nats-io/transport-node';
 
@@ -21,11 +21,6 @@ const fromNats: TextMapGetter<MsgHdrs | undefined> = {
   get: (carrier, key) => {
     const value = carrier?.get(key);
     return value === undefined || value === '' ? undefined : value;
-  },
-};
-const toRecord: TextMapSetter<Record<string, string>> = {
-  set: (carrier, key, value) => {
-    carrier[key] = value;
   },
 };
 const fromRecord: TextMapGetter<Record<string, string | undefined>> = {
@@ -42,11 +37,16 @@ export interface Trace {
   readonly span: Span;
 }
 
-/** The `traceparent` that names `context`'s span; undefined when it carries no valid trace. */
+/**
+ * The `traceparent` that names `context`'s span; undefined when it carries no valid trace. Written
+ * here, not by the propagator's inject: that one writes flags of 0x10 and above as three digits
+ * (`-0ff`), a header no parser accepts, and it would be journaled and passed on. Version 00
+ * defines one flag, sampled; the others are not carried.
+ */
 export function traceparentOf(context: Context): string | undefined {
-  const carrier: Record<string, string> = {};
-  propagator.inject(context, carrier, toRecord);
-  return carrier[TRACEPARENT_HEADER];
+  const span = trace.getSpanContext(context);
+  if (!span || !trace.isSpanContextValid(span)) return undefined;
+  return `00-${span.traceId}-${span.spanId}-${span.traceFlags & TraceFlags.SAMPLED ? '01' : '00'}`;
 }
 
 /** The context a stored or received `traceparent` names (the root context when it is absent or malformed). */
@@ -81,20 +81,40 @@ export function childSpan(parent: Context, name: string, kind: SpanKind = SpanKi
   return startIn(parent, name, kind, attributes);
 }
 
+// A user's SDK runs inside these calls: whatever it throws must never cost a command its reply
+// (or, thrown in a promise callback, take the node down). So none of them throws.
+
 function startIn(parent: Context, name: string, kind: SpanKind, attributes?: Record<string, string | number>): Trace {
-  const span = tracer.startSpan(name, { kind, ...(attributes ? { attributes } : {}) }, parent);
-  return { context: trace.setSpan(parent, span), span };
+  try {
+    const span = tracer.startSpan(name, { kind, ...(attributes ? { attributes } : {}) }, parent);
+    return { context: trace.setSpan(parent, span), span };
+  } catch {
+    return { context: parent, span: trace.wrapSpanContext(INVALID_SPAN_CONTEXT) };
+  }
+}
+
+/** Names a command's span once its kind and type are known (names the node knows only), with its message id. */
+export function nameCommandSpan(span: Span, kind: string, type: string, messageId: string): void {
+  try {
+    if (!span.isRecording()) return;
+    span.updateName(`ppos.command ${kind} ${type}`);
+    span.setAttribute('messaging.message.id', messageId);
+  } catch {
+    // see above
+  }
 }
 
 /** Ends a span with the outcome of what it covered. */
 export function endSpan(span: Span, outcome: { readonly ok: boolean; readonly code?: string; readonly message?: string }): void {
-  if (!span.isRecording()) {
+  try {
+    if (span.isRecording()) {
+      if (outcome.code) span.setAttribute('ppos.outcome', outcome.code);
+      if (!outcome.ok) span.setStatus({ code: SpanStatusCode.ERROR, ...(outcome.message ? { message: outcome.message } : {}) });
+    }
     span.end();
-    return;
+  } catch {
+    // see above
   }
-  if (outcome.code) span.setAttribute('ppos.outcome', outcome.code);
-  if (!outcome.ok) span.setStatus({ code: SpanStatusCode.ERROR, ...(outcome.message ? { message: outcome.message } : {}) });
-  span.end();
 }
 
 export { SpanKind };

@@ -185,13 +185,19 @@ export async function startNode(config: NodeConfig, rootLogger: Logger, deps: No
   });
   registryRef = registry;
   registry.start();
+  /** A start that fails part-way lets go of what it holds: timers, connections, the pool. */
+  const abandonStart = async (): Promise<void> => {
+    registry.stop();
+    await followersRef?.stop().catch(() => undefined);
+    await nc.close().catch(() => undefined);
+    await exportNc?.close().catch(() => undefined);
+    await opened.close();
+  };
   if (cluster) {
     try {
       await cluster.start();
     } catch (error) {
-      await nc.close().catch(() => undefined);
-      await exportNc?.close().catch(() => undefined);
-      await opened.close();
+      await abandonStart();
       throw error;
     }
     // Membership changes (a node joined, handed over or left) run everyone's lease cycle soon
@@ -223,7 +229,13 @@ export async function startNode(config: NodeConfig, rootLogger: Logger, deps: No
     sagaAlarms: (ref) => sagas.alarmsOf(ref),
     queries: new QueryService(journal.pool, projectionStore, builtInProjections),
   });
-  await service.start();
+  try {
+    await service.start();
+  } catch (error) {
+    await router.stop();
+    await abandonStart();
+    throw error;
+  }
   // The journal's followers (projections, the export to JetStream): each run by one node at a time.
   const followers: Follower[] = config.followers.map((name) =>
     name === EXPORT_NAME ? new JournalExport(exportNc!, config.nats.inboxPrefix) : projectionFollower(builtInProjections.get(name)!),
@@ -238,8 +250,17 @@ export async function startNode(config: NodeConfig, rootLogger: Logger, deps: No
     leaseMs: config.leaseMs,
     logger,
   });
-  if (followers.length > 0) await runner.start();
   followersRef = runner;
+  if (followers.length > 0) {
+    try {
+      await runner.start();
+    } catch (error) {
+      await service.stop();
+      await router.stop();
+      await abandonStart();
+      throw error;
+    }
+  }
   let timersRef: TimerService | undefined;
   let draining = false;
   let http: HttpEndpoint | undefined;
@@ -261,13 +282,16 @@ export async function startNode(config: NodeConfig, rootLogger: Logger, deps: No
       notReady: async () => {
         if (draining) return 'draining';
         if (nc.isClosed()) return 'the NATS connection is closed';
+        if (exportNc?.isClosed()) return "the export's NATS connection is closed";
         if (!(await within(1_000, nc.flush()))) return 'NATS does not answer';
         if (!(await within(1_000, journal.pool.query('SELECT 1')))) return 'PostgreSQL does not answer';
         if (ownership.heldShards().length === 0) return 'this node holds no shard';
         return null;
       },
     }).catch(async (error: Error) => {
-      await opened.close();
+      await service.stop();
+      await router.stop();
+      await abandonStart();
       throw new Error(`--http ${config.http!.host}:${config.http!.port}: ${error.message}`);
     });
     logger.info({ http: http.url }, 'serving /metrics, /healthz and /readyz');
@@ -383,6 +407,12 @@ export async function startNode(config: NodeConfig, rootLogger: Logger, deps: No
     if (stopping || !error) return;
     logger.error({ err: error.message }, 'NATS closed the connection for good; stopping');
     halt(`NATS closed the connection: ${error.message}`);
+  });
+  // The export's own connection likewise: a node that cannot publish must not hold the export's lease.
+  void exportNc?.closed().then((error) => {
+    if (stopping || !error) return;
+    logger.error({ err: error.message }, "NATS closed the export's connection for good; stopping");
+    halt(`NATS closed the export's connection: ${error.message}`);
   });
   return running;
 }

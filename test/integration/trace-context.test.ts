@@ -70,6 +70,15 @@ describe('without an SDK (the default)', () => {
     expect(rows.every((r) => r.traceparent === null)).toBe(true);
   });
 
+  it('writes flags it does not know as unset: a header with flags ff is carried as a valid traceparent (never "-0ff")', async () => {
+    const given = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-ff';
+    const { reply, traceparent } = await rawRequest('inventory', 'tr-flags', { id: 'flags-1', type: 'Receive', payload: { qty: 1 } }, given);
+    const carried = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+    expect(reply).toMatchObject({ ok: true, traceparent: carried });
+    expect(traceparent).toBe(carried);
+    expect((await rowsOf('tr-flags')).rows.map((r) => r.traceparent)).toEqual([carried]);
+  });
+
   it('ppos send --traceparent refuses a malformed one before sending anything', async () => {
     const result = await runCli(['send', 'inventory', 'tr-cli', 'Receive', '{"qty": 1}', '--traceparent', '00-xyz', '--nats', suite.nats.url, '--db', suite.db.url]);
     expect(result.code).not.toBe(0);
