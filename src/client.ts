@@ -120,10 +120,14 @@ export class PposClient {
   }
 
   /** Scatter-gather across every node; answers collected for `waitMs`. */
-  async gather(what: 'actors' | 'stats' | 'kinds', waitMs = 500, body = ''): Promise<Record<string, unknown>[]> {
+  /**
+   * Every node's answer. `stallMs`: stop that long after the last answer instead of waiting out
+   * `waitMs` (then `waitMs` can be generous: a busy node answers late but is still counted).
+   */
+  async gather(what: 'actors' | 'stats' | 'kinds', waitMs = 500, body = '', stallMs?: number): Promise<Record<string, unknown>[]> {
     const answers: Record<string, unknown>[] = [];
     try {
-      const replies = await this.nc.requestMany(`${NODES_SUBJECT}.${what}`, body, { maxWait: waitMs });
+      const replies = await this.nc.requestMany(`${NODES_SUBJECT}.${what}`, body, stallMs === undefined ? { maxWait: waitMs } : { strategy: 'stall', maxWait: waitMs, stall: stallMs });
       for await (const msg of replies) answers.push(msg.json<Record<string, unknown>>());
     } catch (error) {
       if (!(error instanceof RequestError && error.isNoResponders())) throw error;
@@ -132,8 +136,8 @@ export class PposClient {
   }
 
   /** Every active actor of every node: each node's listing, page after page. */
-  async activeActors(waitMs = 500): Promise<NodeActors[]> {
-    const firstPages = (await this.gather('actors', waitMs)) as unknown as ListingAnswer[];
+  async activeActors(waitMs = 500, stallMs?: number): Promise<NodeActors[]> {
+    const firstPages = (await this.gather('actors', waitMs, '', stallMs)) as unknown as ListingAnswer[];
     return Promise.all(
       firstPages.map(async (first) => {
         const actors = [...first.actors];

@@ -13,10 +13,12 @@ export interface LiveNodes {
   liveState(ref: ActorRef): Promise<LiveState | null>;
 }
 
-export async function liveNodes(client: PposClient, waitMs = 500): Promise<LiveNodes> {
+export async function liveNodes(client: PposClient, waitMs = 3_000): Promise<LiveNodes> {
   let listings: NodeActors[];
   try {
-    listings = await client.activeActors(waitMs);
+    // Up to 3 s for a busy node's listing (one missed would leave its actors unchecked, and the
+    // verdict trusted), done 300 ms after the last one came.
+    listings = await client.activeActors(waitMs, 300);
   } catch {
     listings = []; // no node listens (no responders): nothing live to compare
   }
