@@ -3,7 +3,7 @@
 // taken at most once per TTL however many ask, and every answer is one bounded page.
 import type { ActiveActor, ActorRegistry } from './registry.js';
 
-const LISTING_TTL_MS = 1_000;
+export const LISTING_TTL_MS = 1_000;
 export const DEFAULT_PAGE = 500;
 export const MAX_PAGE = 5_000;
 
@@ -16,6 +16,8 @@ export interface ListingRequest {
 }
 
 export interface ListingPage {
+  /** How old the listing is, ms: it is taken at most once per TTL. */
+  readonly ageMs: number;
   readonly total: number;
   readonly actors: readonly ActiveActor[];
   /** The `after` of the next page, when there is one. */
@@ -45,16 +47,17 @@ export class ActorListing {
   constructor(private readonly registry: ActorRegistry) {}
 
   page(request: ListingRequest): ListingPage {
-    const { byRecency, byKey } = this.listing();
+    const { byRecency, byKey, at } = this.listing();
+    const ageMs = Date.now() - at;
     const limit = request.limit ?? DEFAULT_PAGE;
-    if (request.order === 'busiest') return { total: byRecency.length, actors: busiest(byRecency, limit) };
+    if (request.order === 'busiest') return { ageMs, total: byRecency.length, actors: busiest(byRecency, limit) };
     const start = request.after === undefined ? 0 : firstAfter(byKey, request.after);
     const actors = byKey.slice(start, start + limit);
     const more = start + limit < byKey.length;
-    return { total: byKey.length, actors, ...(more ? { next: keyOf(actors[actors.length - 1]!) } : {}) };
+    return { ageMs, total: byKey.length, actors, ...(more ? { next: keyOf(actors[actors.length - 1]!) } : {}) };
   }
 
-  private listing(): { byRecency: ActiveActor[]; byKey: ActiveActor[] } {
+  private listing(): { at: number; byRecency: ActiveActor[]; byKey: ActiveActor[] } {
     const now = Date.now();
     if (!this.taken || now - this.taken.at > LISTING_TTL_MS) {
       const byRecency = this.registry.list();

@@ -28,6 +28,8 @@ export interface RetryOptions extends SendOptions {
 interface ListingAnswer {
   readonly node: string;
   readonly incarnation: string;
+  /** How old the node's listing was when it answered, ms. */
+  readonly ageMs?: number;
   readonly total: number;
   readonly actors: readonly ActiveActor[];
   readonly next?: string;
@@ -35,6 +37,8 @@ interface ListingAnswer {
 
 export interface NodeActors {
   readonly node: string;
+  /** How old the node's listing was when it answered, ms (nodes list at most once a second). */
+  readonly ageMs?: number;
   readonly total: number;
   readonly actors: readonly ActiveActor[];
 }
@@ -146,7 +150,7 @@ export class PposClient {
           actors.push(...page.actors);
           next = page.next;
         }
-        return { node: first.node, total: first.total, actors };
+        return { node: first.node, ...(first.ageMs === undefined ? {} : { ageMs: first.ageMs }), total: first.total, actors };
       }),
     );
   }

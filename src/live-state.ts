@@ -3,6 +3,7 @@
 // from its live inspection (ppos.inspect.<kind>.<id>). Passivated actors have no memory to check.
 import { refKey, type ActorRef } from '../persistence/journal.js';
 import type { LiveState } from '../runtime/verify.js';
+import { LISTING_TTL_MS } from '../runtime/listing.js';
 import type { NodeActors, PposClient } from './client.js';
 
 export interface LiveNodes {
@@ -14,13 +15,16 @@ export interface LiveNodes {
 }
 
 export async function liveNodes(client: PposClient, waitMs = 3_000): Promise<LiveNodes> {
-  let listings: NodeActors[];
-  try {
-    // Up to 3 s for a busy node's listing (one missed would leave its actors unchecked, and the
-    // verdict trusted), done 300 ms after the last one came.
-    listings = await client.activeActors(waitMs, 300);
-  } catch {
-    listings = []; // no node listens (no responders): nothing live to compare
+  // Up to 3 s for a busy node's listing (one missed would leave its actors unchecked, and the
+  // verdict trusted), done 300 ms after the last one came.
+  const list = (): Promise<NodeActors[]> => client.activeActors(waitMs, 300).catch(() => []); // no responders: nothing live
+  const asked = Date.now();
+  let listings = await list();
+  // A node answers from a listing taken up to a second earlier: one taken before this verify
+  // began can miss an actor activated since (then compared with nothing). Ask again once it expired.
+  if (listings.some((listing) => (listing.ageMs ?? 0) > Date.now() - asked)) {
+    await new Promise((resolve) => setTimeout(resolve, LISTING_TTL_MS + 50));
+    listings = await list();
   }
   const active = new Set<string>();
   for (const listing of listings) {

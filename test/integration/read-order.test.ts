@@ -56,7 +56,11 @@ describe('reading committed events in order', () => {
       expect(await readCommitted(pool, FEED_START, 100)).toEqual([]);
 
       await early.query('COMMIT');
-      const read = await readCommitted(pool, FEED_START, 100);
+      // The horizon is the whole server's: another test file's transaction may hold it a moment.
+      const read = await waitFor('both events below the horizon', async () => {
+        const events = await readCommitted(pool, FEED_START, 100);
+        return events.length >= 2 ? events : undefined;
+      });
       expect(read.map((e) => e.id)).toEqual(['sku-early', 'sku-late']);
       // And a reader at the first one's place goes on to the second: nothing between them is lost.
       const rest = await readCommitted(pool, read[0]!, 100);
@@ -70,7 +74,12 @@ describe('reading committed events in order', () => {
   it('a long-running transaction holds the reader back, and releases it when it ends', async () => {
     const holder = await pool.connect();
     try {
-      const before = await readCommitted(pool, FEED_START, 1_000);
+      // Everything committed so far, once no other transaction on the server holds it back.
+      const committed = Number((await pool.query('SELECT count(*) AS n FROM ppos_events')).rows[0].n);
+      const before = await waitFor('the earlier events below the horizon', async () => {
+        const events = await readCommitted(pool, FEED_START, 1_000);
+        return events.length === committed ? events : undefined;
+      });
       await holder.query('BEGIN');
       await insertEvent(holder, 'sku-slow', 1);
       const other = await pool.connect();
