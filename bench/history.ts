@@ -84,6 +84,10 @@ export async function historySection(ctx: BenchContext): Promise<HistoryResult> 
         open = target;
       }
       ctx.progress(`history: Reserve only at ${open.toLocaleString('en-US')} open`);
+      // The database is minutes old and grew by thousands of rows a second: autovacuum (one
+      // look a minute) may not have analyzed it yet, and on statistics that still say "empty"
+      // the planner reads the dedupe and event tables whole. A journal in service has them.
+      await db.pool.query('ANALYZE');
       await ctx.settle();
       const window = await grow({ commands: sizes.windowCommands, outstanding: 64, pattern: 'reserve', tag: `${ctx.runTag}-w${index}` });
       notEmpty(window, 'measuring');
