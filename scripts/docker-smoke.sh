@@ -35,7 +35,8 @@ command -v curl >/dev/null 2>&1 || fail "curl is needed to read /readyz and /met
 project="ppos-smoke-$$"
 compose() { "${compose_cmd[@]}" --project-name "$project" --file docker-compose.yml "$@"; }
 
-secret() { head -c 24 /dev/urandom | base64 | tr -d '\n'; }
+# Each begins with a letter: nats-server takes a configuration variable that begins with a digit for a number.
+secret() { printf 'p'; head -c 24 /dev/urandom | base64 | tr -d '\n+/='; }
 export PPOS_NODE_PASSWORD="${PPOS_NODE_PASSWORD:-$(secret)}"
 export PPOS_OPERATOR_PASSWORD="${PPOS_OPERATOR_PASSWORD:-$(secret)}"
 export PPOS_CLIENT_PASSWORD="${PPOS_CLIENT_PASSWORD:-$(secret)}"

@@ -16,10 +16,14 @@ import { silentLogger } from '../helpers/node.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/services.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
+// nats-server reads a variable in its configuration as a value of its own syntax: one that
+// begins with a digit or a dash is taken for a number and refused ("Expected a digit"), so each
+// begins with a letter.
+const password = (): string => `p${randomBytes(12).toString('base64url')}`;
 const passwords = {
-  PPOS_NODE_PASSWORD: randomBytes(12).toString('base64url'),
-  PPOS_OPERATOR_PASSWORD: randomBytes(12).toString('base64url'),
-  PPOS_CLIENT_PASSWORD: randomBytes(12).toString('base64url'),
+  PPOS_NODE_PASSWORD: password(),
+  PPOS_OPERATOR_PASSWORD: password(),
+  PPOS_CLIENT_PASSWORD: password(),
 };
 const shipped = (file: string): string => readFileSync(new URL(`../../deploy/nats/${file}`, import.meta.url), 'utf8');
 const hostOf = (server: PrivateNatsServer): string => server.url.replace('nats://', '');
