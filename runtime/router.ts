@@ -120,8 +120,8 @@ export class Router {
       }
       // The reply names the command's span: in a header, and in the body for clients that read only the body.
       const sending = childSpan(traced.context, 'ppos.reply');
-      const headers = traceHeaders(traced.context);
       const traceparent = traceparentOf(traced.context);
+      const headers = traceHeaders(traceparent);
       const body = traceparent === undefined ? reply : { ...reply, traceparent };
       respondWithin(
         { respond: (data) => msg.respond(data, headers ? { headers } : undefined) },

@@ -61,9 +61,9 @@ export function traceIdOf(traceparent: string | null | undefined): string | unde
   return spanContext && trace.isSpanContextValid(spanContext) ? spanContext.traceId : undefined;
 }
 
-/** NATS headers that carry `context`'s trace to the next hop; undefined when there is none. */
-export function traceHeaders(context: Context): MsgHdrs | undefined {
-  const traceparent = traceparentOf(context);
+/** NATS headers that carry a trace (a context's, or its traceparent already written) to the next hop; undefined when there is none. */
+export function traceHeaders(trace: Context | string | undefined): MsgHdrs | undefined {
+  const traceparent = typeof trace === 'string' || trace === undefined ? trace : traceparentOf(trace);
   if (traceparent === undefined) return undefined;
   const carried = natsHeaders();
   carried.set(TRACEPARENT_HEADER, traceparent);
