@@ -4,6 +4,8 @@
 // database of its own (so neither inherits the other's backlog). While the node with followers
 // runs, each follower's lag is sampled every 100 ms straight from PostgreSQL.
 import { DEFAULT_LAG_BUDGETS } from '../persistence/projections/index.js';
+import { FEED_START, lagBehind } from '../persistence/journal-feed.js';
+import { ProjectionStore } from '../persistence/projection-store.js';
 import { projectionReports } from '../runtime/projection-status.js';
 import { actorIds, SUBJECT_PREFIX, type BenchContext } from './context.js';
 import type { LoadResult } from './load.js';
@@ -81,6 +83,11 @@ export async function eventualSection(ctx: BenchContext): Promise<EventualResult
                   values.push(report.lagMs);
                   lagValues.set(report.name, values);
                 }
+              } else if (setup.name === 'off' && at >= windowStart) {
+                // The same queries against the database without followers, so that measuring
+                // the lag loads PostgreSQL alike in both setups (the answers are not used).
+                await new ProjectionStore(setup.db.pool).rows();
+                for (let follower = 0; follower < DEFAULT_LAG_BUDGETS.size; follower += 1) await lagBehind(setup.db.pool, FEED_START, 1);
               }
               await new Promise((resolve) => setTimeout(resolve, Math.max(0, SAMPLE_EVERY_MS - (performance.now() - at))));
             }

@@ -201,11 +201,7 @@ export class ProjectionRunner {
     };
     client.on('error', onError);
     try {
-      // Asynchronous commit: a batch's rows and its checkpoint commit or vanish together, so a
-      // batch lost in a database crash is applied again from the old checkpoint. Waiting for
-      // the WAL flush would only take flushes from the appends of commands. (One round trip.)
-      await client.query('BEGIN; SET LOCAL synchronous_commit = off');
-      const checkpoint = await store.lockForBatch(client, follower.name, held.epoch);
+      const checkpoint = await store.beginBatch(client, follower.name, held.epoch);
       if (!checkpoint) {
         await client.query('ROLLBACK');
         this.held.delete(follower.name);
@@ -220,8 +216,7 @@ export class ProjectionRunner {
       }
       await follower.apply(events, client);
       const last = events[events.length - 1]!;
-      await store.advance(client, follower.name, last, events.length);
-      await client.query('COMMIT');
+      await store.commitBatch(client, follower.name, last, events.length);
       held.checkpoint = { tx: last.tx, position: last.position };
       return events.length;
     } catch (error) {
