@@ -6,6 +6,7 @@ import pg from 'pg';
 import { withVersion } from '../actors/event-version.js';
 import type { DomainEvent, TimerSpec } from '../actors/kind.js';
 import { GroupCommitter, type GroupCommitOptions } from './group-commit.js';
+import { PlanFreshness } from './plan-freshness.js';
 import { JOURNAL_TYPES } from './pg-types.js';
 import {
   JournalUnavailableError,
@@ -73,8 +74,14 @@ WITH input AS (
 ), stale AS (
   -- The writer decided on state older than the journal (even a command that appends nothing,
   -- e.g. a rejection, must not be recorded on a stale view): reload and decide again.
+  -- Written as the first event after the expected seq in the events' primary key order (seqs
+  -- are dense, so that is the one at expected_seq + 1): only the primary key serves that order,
+  -- so no plan can take the message-id index, which shares its first two columns. A generic plan
+  -- made without statistics did, and scanned all of the actor's events for every unit.
   SELECT i.unit FROM input i
-  WHERE i.ord = 0 AND EXISTS (SELECT 1 FROM ppos_events e WHERE e.kind = i.kind AND e.actor_id = i.actor_id AND e.seq = i.expected_seq + 1)
+  WHERE i.ord = 0 AND (
+    SELECT e.seq FROM ppos_events e WHERE e.kind = i.kind AND e.actor_id = i.actor_id AND e.seq > i.expected_seq
+    ORDER BY e.kind, e.actor_id, e.seq LIMIT 1) IS NOT NULL
 ), allowed AS (
   SELECT i.* FROM input i
   WHERE i.unit NOT IN (SELECT unit FROM fenced) AND i.unit NOT IN (SELECT unit FROM seen)
@@ -126,18 +133,22 @@ WITH input AS (
     AND d.kind = i.kind AND d.actor_id = i.actor_id AND d.message_id = i.settle_message_id
   RETURNING 1
 )
-SELECT unit, 'fenced' AS outcome, NULL AS message_id, NULL AS fingerprint, NULL::json AS reply, NULL::bigint AS seq, NULL AS tx, NULL::bigint AS position FROM fenced
-UNION ALL SELECT unit, 'seen', message_id, fingerprint, reply, seq, tx, position FROM seen WHERE unit NOT IN (SELECT unit FROM fenced)
-UNION ALL SELECT unit, 'expired', NULL, NULL, NULL, NULL, NULL, NULL FROM expired WHERE unit NOT IN (SELECT unit FROM fenced)
-UNION ALL SELECT unit, 'stale', NULL, NULL, NULL, NULL, NULL, NULL FROM stale
+SELECT unit, 'fenced' AS outcome, NULL AS message_id, NULL AS fingerprint, NULL::json AS reply, NULL::bigint AS seq, NULL AS tx, NULL::bigint AS position,
+       NULL AS kind, NULL AS actor_id FROM fenced
+UNION ALL SELECT unit, 'seen', message_id, fingerprint, reply, seq, tx, position, NULL, NULL FROM seen WHERE unit NOT IN (SELECT unit FROM fenced)
+UNION ALL SELECT unit, 'expired', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM expired WHERE unit NOT IN (SELECT unit FROM fenced)
+UNION ALL SELECT unit, 'stale', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM stale
   WHERE unit NOT IN (SELECT unit FROM fenced) AND unit NOT IN (SELECT unit FROM seen) AND unit NOT IN (SELECT unit FROM expired)
-UNION ALL SELECT unit, 'facts', NULL, NULL, NULL, NULL, NULL, NULL FROM contradicted
+UNION ALL SELECT unit, 'facts', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM contradicted
   WHERE unit NOT IN (SELECT unit FROM fenced) AND unit NOT IN (SELECT unit FROM seen) AND unit NOT IN (SELECT unit FROM expired)
     AND unit NOT IN (SELECT unit FROM stale)
 -- Where each appended event stands in the journal's read order (transaction id, position):
 -- the commit token its command's reply carries, which a query can wait for (read-your-writes).
-UNION ALL SELECT i.unit, 'event', a.message_id, NULL, NULL, NULL, pg_current_xact_id()::text, a.position
-  FROM appended a JOIN allowed i USING (kind, actor_id, message_id)`;
+-- The unit an event belongs to is found by the caller from its actor and message id: joined
+-- here, two CTEs without statistics were joined by a nested loop, n² comparisons (10 ms for a
+-- 256-command batch).
+UNION ALL SELECT NULL, 'event', a.message_id, NULL, NULL, NULL, pg_current_xact_id()::text, a.position, a.kind, a.actor_id
+  FROM appended a`;
 
 const EVENT_COLUMNS = 'seq, type, data, event_version, message_id, correlation_id, causation_id, traceparent, machine_version, epoch, recorded_at';
 
@@ -265,7 +276,8 @@ function unitRows(unit: AppendUnit, index: number): Record<string, unknown>[] {
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 interface AppendOutcomeRow {
-  readonly unit: number;
+  /** Null for an appended event: found from its actor and message id (`unitOfEvent`). */
+  readonly unit: number | null;
   readonly outcome: 'fenced' | 'seen' | 'expired' | 'stale' | 'facts' | 'event';
   readonly message_id: string | null;
   readonly fingerprint: string | null;
@@ -274,6 +286,9 @@ interface AppendOutcomeRow {
   /** Of an appended event, or of the event a recorded reply answered with. */
   readonly tx: string | null;
   readonly position: number | null;
+  /** Of an appended event. */
+  readonly kind: string | null;
+  readonly actor_id: string | null;
 }
 
 /** A dedupe record as read with REPLY_EVENT_JOIN's event place. */
@@ -295,17 +310,26 @@ const tokenOf = (row: { tx: string | null; position: number | string | null }): 
 
 /** The statement returns what did not commit, and where what did stands: each unit's result. */
 function outcomesOf(batch: readonly AppendUnit[], rows: readonly AppendOutcomeRow[]): UnitResult[] {
+  // A message id names one command of an actor, so with the actor it names one unit here.
+  const key = (kind: string, actorId: string, messageId: string): string => `${kind}\u0000${actorId}\u0000${messageId}`;
+  const unitOfEvent = new Map<string, number>();
+  batch.forEach((unit, index) => {
+    for (const entry of unit.entries) if (entry.event) unitOfEvent.set(key(unit.ref.kind, unit.ref.id, entry.messageId), index);
+  });
   const tokens = new Map<number, Map<string, string>>();
   for (const row of rows) {
     if (row.outcome !== 'event') continue;
-    const ofUnit = tokens.get(row.unit) ?? new Map<string, string>();
+    const unit = unitOfEvent.get(key(row.kind!, row.actor_id!, row.message_id!));
+    // Every event appended came from this batch; never throw here: the batch has committed.
+    if (unit === undefined) continue;
+    const ofUnit = tokens.get(unit) ?? new Map<string, string>();
     ofUnit.set(row.message_id!, tokenOf(row)!);
-    tokens.set(row.unit, ofUnit);
+    tokens.set(unit, ofUnit);
   }
   const results: UnitResult[] = batch.map((_, unit) => ({ status: 'committed', tokens: tokens.get(unit) ?? new Map() }));
   const repeats = new Map<number, DedupeRecord[]>();
   for (const row of rows) {
-    if (row.outcome === 'event') continue;
+    if (row.outcome === 'event' || row.unit === null) continue;
     if (row.outcome === 'fenced') results[row.unit] = { status: 'fenced' };
     else if (row.outcome === 'expired') results[row.unit] = { status: 'expired-id' };
     else if (row.outcome === 'stale') results[row.unit] = { status: 'conflict' };
@@ -331,36 +355,44 @@ export function parseCommitToken(token: string): { tx: bigint; position: number 
 
 export class PgJournal implements Journal {
   readonly pool: pg.Pool;
+  private readonly appendPool: pg.Pool;
+  private readonly planFreshness: PlanFreshness;
   private readonly committer: GroupCommitter<AppendUnit, UnitResult>;
   private readonly outcomeLookupMs: number;
 
   constructor(options: PgJournalOptions) {
     this.outcomeLookupMs = options.outcomeLookupMs ?? 10_000;
-    this.pool = new pg.Pool({
-      connectionString: options.connectionString,
-      types: JOURNAL_TYPES,
-      max: options.poolSize ?? 8,
-      connectionTimeoutMillis: 5_000,
-      idleTimeoutMillis: 30_000,
-      keepAlive: true,
-      application_name: 'ppos',
-      // Statements are prepared by name (parsed once per connection), but always planned for
-      // the batch at hand: after five runs PostgreSQL would otherwise switch the append to a
-      // generic plan chosen while the tables were small, and keep it as they grow. Measured
-      // here: that cached plan made a 32-row append take 12 ms instead of 3 (bench, hot SKU).
-      // A startup option (PostgreSQL 12 or later), added to PGOPTIONS rather than replacing it;
-      // an `options` parameter in the database URL takes the place of both.
-      options: [process.env.PGOPTIONS, '-c plan_cache_mode=force_custom_plan'].filter(Boolean).join(' '),
-    });
-    this.pool.on('error', (error) => options.onPoolError?.(error));
-    // The pool hands a client over with no 'error' listener until its borrower adds one, a
-    // microtask later: a FATAL error in the same socket read as the end of the connection's
-    // startup (pg_terminate_backend, an admin restart) would be emitted to nobody and crash the
-    // node. Every client listens from birth; its borrower still sees the failure (not queryable).
-    this.pool.on('connect', (client) => client.on('error', (error) => options.onPoolError?.(error)));
+    const inFlight = options.groupCommit?.maxInFlight ?? 4;
+    const poolOf = (max: number, planCacheMode: string): pg.Pool => {
+      const pool = new pg.Pool({
+        connectionString: options.connectionString,
+        types: JOURNAL_TYPES,
+        max,
+        connectionTimeoutMillis: 5_000,
+        idleTimeoutMillis: 30_000,
+        keepAlive: true,
+        application_name: 'ppos',
+        // A startup option (PostgreSQL 12 or later), added to PGOPTIONS rather than replacing
+        // it; an `options` parameter in the database URL takes the place of both.
+        options: [process.env.PGOPTIONS, `-c plan_cache_mode=${planCacheMode}`].filter(Boolean).join(' '),
+      });
+      pool.on('error', (error) => options.onPoolError?.(error));
+      // The pool hands a client over with no 'error' listener until its borrower adds one, a
+      // microtask later: a FATAL error in the same socket read as the end of the connection's
+      // startup (pg_terminate_backend, an admin restart) would be emitted to nobody and crash the
+      // node. Every client listens from birth; its borrower still sees the failure (not queryable).
+      pool.on('connect', (client) => client.on('error', (error) => options.onPoolError?.(error)));
+      return pool;
+    };
+    // Reads and everything else: every statement planned for the values at hand.
+    this.pool = poolOf(Math.max(2, (options.poolSize ?? 8) - inFlight), 'force_custom_plan');
+    // The appends, one connection per commit in flight: the statement on a generic plan, kept
+    // fresh as the tables grow (plan-freshness.ts).
+    this.appendPool = poolOf(inFlight, 'force_generic_plan');
+    this.planFreshness = new PlanFreshness(this.pool);
     this.committer = new GroupCommitter((batch) => this.flush(batch), {
       maxBatch: options.groupCommit?.maxBatch ?? 256,
-      maxInFlight: options.groupCommit?.maxInFlight ?? 4,
+      maxInFlight: inFlight,
       lingerMs: options.groupCommit?.lingerMs ?? 0,
       ...(options.groupCommit?.onFlushed ? { onFlushed: options.groupCommit.onFlushed } : {}),
     });
@@ -497,7 +529,7 @@ export class PgJournal implements Journal {
   private async appendTogether(batch: readonly AppendUnit[]): Promise<UnitResult[]> {
     let client: pg.PoolClient;
     try {
-      client = await this.pool.connect();
+      client = await this.appendPool.connect();
     } catch (error) {
       throw notReached(error);
     }
@@ -511,10 +543,21 @@ export class PgJournal implements Journal {
     client.on('error', onError);
     const backendPid = (client as unknown as { processID?: number }).processID;
     try {
+      await this.planFreshness.prepare(client);
+    } catch (error) {
+      // Nothing that writes was sent: the append did not happen.
+      client.off('error', onError);
+      client.release(error instanceof Error ? error : true);
+      throw notReached(error);
+    }
+    try {
       const result = await client.query({ name: 'ppos_append', text: APPEND_SQL, values: [JSON.stringify(batch.flatMap(unitRows))] });
       rows = result.rows;
     } catch (error) {
-      if (!isSqlError(error) || error.code!.startsWith('08')) broken = error;
+      // A connection the server is closing (57P01 admin shutdown, 57P02 crash shutdown: the
+      // error comes before the socket ends) must not go back to the pool, where the next append
+      // would take it at once and fail on it.
+      if (!isSqlError(error) || error.code!.startsWith('08') || error.code!.startsWith('57P')) broken = error;
       throw outcomeUnknown(error) ? new CommitOutcomeUnknown(backendPid, error) : error;
     } finally {
       client.off('error', onError);
@@ -745,7 +788,7 @@ export class PgJournal implements Journal {
   }
 
   async close(): Promise<void> {
-    await this.pool.end();
+    await Promise.all([this.appendPool.end(), this.pool.end()]);
   }
 }
 
