@@ -64,6 +64,45 @@ function table(header: string[], rows: string[][]): string {
   return [`| ${header.join(' | ')} |`, `| ${align.join(' | ')} |`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
 }
 
+/**
+ * The speed goals of issue 17, against bare NATS request/reply measured with the same client in
+ * the same run, and what bounds them: baseline B (PostgreSQL writing ppos's rows for each command,
+ * nothing else) ÷ bare NATS is the most any design that journals these rows could reach here.
+ */
+function speedGoals(results: BenchResults): string | undefined {
+  const echo64 = results.echo?.find((e) => e.workload.outstanding === 64)?.result.perSecond;
+  const actors64 = results.ppos?.find((r) => r.workload.name === '1000 actors' && r.workload.outstanding === 64)?.result;
+  const hot64 = results.ppos?.find((r) => r.workload.name === 'hot SKU' && r.workload.outstanding === 64)?.result;
+  if (echo64 === undefined || (!actors64 && !hot64)) return undefined;
+  const verdict = (value: number | undefined, goal: number, atMost = false): string =>
+    value === undefined ? '—' : (atMost ? value <= goal : value >= goal) ? 'met' : 'missed';
+  const share = (x: number | undefined): number | undefined => (x === undefined ? undefined : x / echo64);
+  const halfP99 = results.halfPeak?.result.p99;
+  const rows = [
+    ['1000 actors, 64 outstanding ÷ bare NATS', '≥ 0.45×', ratio(actors64?.perSecond, echo64), verdict(share(actors64?.perSecond), 0.45)],
+    ['one hot actor, 64 outstanding ÷ bare NATS', '≥ 0.35×', ratio(hot64?.perSecond, echo64), verdict(share(hot64?.perSecond), 0.35)],
+    ['p99 at half of peak (open loop)', '≤ 5 ms', halfP99 === undefined ? '—' : `${ms(halfP99)} ms`, verdict(halfP99, 5, true)],
+  ];
+  const lines = [table(['speed goal (issue 17)', 'goal', 'this run', 'verdict'], rows)];
+  const b = results.baselineB?.rowsPerSecond;
+  if (b !== undefined) {
+    lines.push(
+      '',
+      `What bounds the first two: baseline B writes ${n0(b)} commands' rows/s with the whole machine to itself, ${ratio(b, echo64)} of bare NATS; ` +
+        'ppos writes the same rows and also runs the node, the broker and the client on the same cores.',
+    );
+  }
+  if (actors64) {
+    lines.push(
+      '',
+      `Machine CPU per command at 1000 actors / 64 outstanding: ${n0((actors64.machineCpu * 10_000) / Math.max(1, actors64.perSecond))} µs ` +
+        `(node ${n0((actors64.serverCpu * 10_000) / Math.max(1, actors64.perSecond))}, PostgreSQL ${n0((actors64.postgresCpu * 10_000) / Math.max(1, actors64.perSecond))}); ` +
+        `reaching 0.45× of bare NATS here would need ${n0(2_000_000 / (0.45 * echo64))} µs or less.`,
+    );
+  }
+  return lines.join('\n');
+}
+
 export function renderReport(results: BenchResults): string {
   const out: string[] = [];
   const m = results.machine;
@@ -87,6 +126,8 @@ export function renderReport(results: BenchResults): string {
     out.push('');
     const keyOf = (row: ThroughputRow): string => `${row.workload.name}/${row.workload.outstanding}`;
     const aByKey = new Map((results.baselineA ?? []).map((row) => [keyOf(row), row]));
+    // Bare NATS at the same number outstanding (the hot SKU's subject is one more subject to NATS).
+    const echoAt = (outstanding: number): ThroughputRow | undefined => results.echo?.find((e) => e.workload.outstanding === outstanding);
     const rows = (results.ppos ?? results.baselineA ?? []).map((row) => {
       const p = results.ppos?.find((r) => keyOf(r) === keyOf(row));
       const a = aByKey.get(keyOf(row));
@@ -101,10 +142,18 @@ export function renderReport(results: BenchResults): string {
         aborted,
         ratio(p?.result.perSecond, a?.result.perSecond),
         ratio(p?.result.perSecond, b?.rowsPerSecond),
+        ratio(p?.result.perSecond, echoAt(row.workload.outstanding)?.result.perSecond),
       ];
     });
-    out.push(table(['workload', 'outstanding', 'ppos cmd/s', 'ppos p50 / p99 ms', 'A cmd/s', 'A p50 / p99 ms', 'A attempts aborted', 'ppos ÷ A', 'ppos ÷ B'], rows));
+    out.push(
+      table(['workload', 'outstanding', 'ppos cmd/s', 'ppos p50 / p99 ms', 'A cmd/s', 'A p50 / p99 ms', 'A attempts aborted', 'ppos ÷ A', 'ppos ÷ B', 'ppos ÷ bare NATS'], rows),
+    );
     out.push('');
+    const goals = speedGoals(results);
+    if (goals) {
+      out.push(goals);
+      out.push('');
+    }
     if (b) {
       out.push(
         `Baseline B: **${n0(b.rowsPerSecond)} event rows/s** (each with its dedupe row; ${b.connections} connections × ${b.batchSize}-row statements; ` +
@@ -122,7 +171,7 @@ export function renderReport(results: BenchResults): string {
     }
     if (results.echo) {
       out.push(
-        'Bare NATS request/reply (a responder that answers at once; same client): ' +
+        'Bare NATS request/reply (a responder that parses the request and answers with a reply of ppos\'s shape; same client): ' +
           results.echo.map((e) => `${n0(e.result.perSecond)} req/s at ${e.workload.outstanding} outstanding (p99 ${ms(e.result.p99)} ms)`).join(', ') +
           '.',
       );

@@ -175,7 +175,18 @@ async function main(): Promise<void> {
   let onMessage: (msg: Msg) => void;
   let pool: pg.Pool | undefined;
   if (mode === 'echo') {
-    onMessage = (msg) => msg.respond('{"ok":true,"duplicate":false,"events":[],"state":{}}');
+    // Parses the request and answers with a reply of the same shape as ppos's: the transport's
+    // own cost plus the least a responder must do (issue 17's "a responder that parses and answers").
+    onMessage = (msg) => {
+      let envelope: Envelope;
+      try {
+        envelope = msg.json<Envelope>();
+      } catch {
+        msg.respond('{"ok":false,"duplicate":false,"error":{"code":"BAD_REQUEST","message":"not JSON"}}');
+        return;
+      }
+      msg.respond(JSON.stringify({ ok: true, duplicate: false, id: envelope.id, seq: 1, events: [], state: {} }));
+    };
   } else if (mode === 'serializable') {
     pool = new pg.Pool({ connectionString: databaseUrl, max: poolSize, application_name: 'ppos-bench-a', types: JOURNAL_TYPES });
     pool.on('error', () => undefined);

@@ -31,6 +31,15 @@ export async function createTestDatabase(): Promise<TestDatabase> {
       await pool.end().catch(() => undefined);
       const dropper = new pg.Client({ connectionString: TEST_PG_URL });
       await dropper.connect();
+      // A pool's end() resolves once it has asked its connections to close, not once they have:
+      // dropped WITH (FORCE) at once, a connection still closing is terminated by the server, and
+      // its FATAL error reaches a client nobody listens to any more (an uncaught exception in the
+      // suite). So wait a moment for the file's own connections to go; FORCE is for leftovers.
+      for (let waited = 0; waited < 3_000; waited += 20) {
+        const open = await dropper.query('SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1', [name]).catch(() => undefined);
+        if (!open || open.rows[0].n === 0) break;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
       await dropper.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).catch(() => undefined);
       await dropper.end();
     },
