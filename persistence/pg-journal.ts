@@ -310,10 +310,14 @@ const tokenOf = (row: { tx: string | null; position: number | string | null }): 
 
 /** The statement returns what did not commit, and where what did stands: each unit's result. */
 function outcomesOf(batch: readonly AppendUnit[], rows: readonly AppendOutcomeRow[]): UnitResult[] {
-  // A message id names one command of an actor, so with the actor it names one unit here.
+  // A message id names one command of an actor, so with the actor it names one unit that wrote
+  // (two units that both wrote it would have failed the statement on the unique keys); a unit the
+  // statement refused wrote nothing, whatever it carried.
+  const refused = new Set(rows.flatMap((row) => (row.outcome === 'event' || row.unit === null ? [] : [row.unit])));
   const key = (kind: string, actorId: string, messageId: string): string => `${kind}\u0000${actorId}\u0000${messageId}`;
   const unitOfEvent = new Map<string, number>();
   batch.forEach((unit, index) => {
+    if (refused.has(index)) return;
     for (const entry of unit.entries) if (entry.event) unitOfEvent.set(key(unit.ref.kind, unit.ref.id, entry.messageId), index);
   });
   const tokens = new Map<number, Map<string, string>>();
@@ -384,11 +388,14 @@ export class PgJournal implements Journal {
       pool.on('connect', (client) => client.on('error', (error) => options.onPoolError?.(error)));
       return pool;
     };
-    // Reads and everything else: every statement planned for the values at hand.
-    this.pool = poolOf(Math.max(2, (options.poolSize ?? 8) - inFlight), 'force_custom_plan');
-    // The appends, one connection per commit in flight: the statement on a generic plan, kept
-    // fresh as the tables grow (plan-freshness.ts).
-    this.appendPool = poolOf(inFlight, 'force_generic_plan');
+    // `poolSize` counts both pools. The appends: one connection per commit in flight (fewer when
+    // the size is small: commits then wait for one), the statement on a generic plan kept fresh
+    // as the tables grow (plan-freshness.ts). The rest, at least two: reads and everything
+    // else, every statement planned for the values at hand.
+    const poolSize = options.poolSize ?? 8;
+    const appendConnections = Math.max(1, Math.min(inFlight, poolSize - 2));
+    this.pool = poolOf(Math.max(2, poolSize - appendConnections), 'force_custom_plan');
+    this.appendPool = poolOf(appendConnections, 'force_generic_plan');
     this.planFreshness = new PlanFreshness(this.pool);
     this.committer = new GroupCommitter((batch) => this.flush(batch), {
       maxBatch: options.groupCommit?.maxBatch ?? 256,
