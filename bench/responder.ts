@@ -170,6 +170,16 @@ async function handle(pool: pg.Pool, sku: string, envelope: Envelope): Promise<R
   }
 }
 
+/** The request's envelope, or undefined after answering BAD_REQUEST to one that is not JSON. */
+function envelopeOf(msg: Msg): Envelope | undefined {
+  try {
+    return msg.json<Envelope>();
+  } catch {
+    msg.respond('{"ok":false,"duplicate":false,"error":{"code":"BAD_REQUEST","message":"not JSON"}}');
+    return undefined;
+  }
+}
+
 async function main(): Promise<void> {
   const nc = await connect({ servers: natsUrl!, name: `ppos-bench-${mode}` });
   let onMessage: (msg: Msg) => void;
@@ -178,14 +188,8 @@ async function main(): Promise<void> {
     // Parses the request and answers with a reply of the same shape as ppos's: the transport's
     // own cost plus the least a responder must do (issue 17's "a responder that parses and answers").
     onMessage = (msg) => {
-      let envelope: Envelope;
-      try {
-        envelope = msg.json<Envelope>();
-      } catch {
-        msg.respond('{"ok":false,"duplicate":false,"error":{"code":"BAD_REQUEST","message":"not JSON"}}');
-        return;
-      }
-      msg.respond(JSON.stringify({ ok: true, duplicate: false, id: envelope.id, seq: 1, events: [], state: {} }));
+      const envelope = envelopeOf(msg);
+      if (envelope) msg.respond(JSON.stringify({ ok: true, duplicate: false, id: envelope.id, seq: 1, events: [], state: {} }));
     };
   } else if (mode === 'serializable') {
     pool = new pg.Pool({ connectionString: databaseUrl, max: poolSize, application_name: 'ppos-bench-a', types: JOURNAL_TYPES });
@@ -194,13 +198,8 @@ async function main(): Promise<void> {
     const db = pool;
     onMessage = (msg) => {
       const sku = msg.subject.slice(msg.subject.lastIndexOf('.') + 1);
-      let envelope: Envelope;
-      try {
-        envelope = msg.json<Envelope>();
-      } catch {
-        msg.respond('{"ok":false,"duplicate":false,"error":{"code":"BAD_REQUEST","message":"not JSON"}}');
-        return;
-      }
+      const envelope = envelopeOf(msg);
+      if (!envelope) return;
       void handle(db, sku, envelope).then((reply) => msg.respond(JSON.stringify(reply)));
     };
   } else {

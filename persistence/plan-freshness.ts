@@ -17,9 +17,6 @@ const APPEND_TABLES = ['ppos_events', 'ppos_dedupe', 'ppos_event_facts', 'ppos_t
 /** How often sizes are looked at, at most (only while appends run). */
 const CHECK_EVERY_MS = 2_000;
 
-/** Whether the last look at the sizes has come back (tests wait for it). */
-export type SizeLook = Promise<void>;
-
 export class PlanFreshness {
   /** Bumped whenever a table's size class (its size in pages, to a power of two) changed. */
   private generation = 0;
@@ -28,8 +25,8 @@ export class PlanFreshness {
   private checking = false;
   private readonly planned = new WeakMap<pg.PoolClient, number>();
 
-  /** The look at the sizes under way or last made. */
-  lastLook: SizeLook = Promise.resolve();
+  /** The look at the sizes under way or last made (settles once it has come back; tests wait for it). */
+  lastLook: Promise<void> = Promise.resolve();
 
   /** `sizes`: where to read table sizes from (any pool of the same database). */
   constructor(
