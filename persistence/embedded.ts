@@ -42,6 +42,8 @@ export interface EmbeddedOptions {
   readonly dataDir?: string;
   readonly database?: string;
   readonly log?: (message: string) => void;
+  /** The port to start the server on; default a free one. (Tests restart a server where its clients look for it.) */
+  readonly port?: number;
 }
 
 export interface Binaries {
@@ -403,6 +405,7 @@ async function startOrReuse(
   dataDir: string,
   knownPassword: string | null,
   log: (m: string) => void,
+  port?: number,
 ): Promise<{ port: number; startedHere: boolean }> {
   const logFile = path.join(path.dirname(dataDir), 'postgres.log');
   const deadline = Date.now() + 30_000;
@@ -414,7 +417,7 @@ async function startOrReuse(
       return { port: existing, startedHere: false };
     }
     if (existing === null) {
-      const candidate = await freePort();
+      const candidate = port ?? (await freePort());
       try {
         await run(
           bins.pg_ctl,
@@ -450,7 +453,7 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions = {}): Prom
   const passwordFile = path.join(path.dirname(dataDir), 'password');
   await initialise(bins, user, dataDir, log);
   await adoptPendingPassword(dataDir, passwordFile);
-  const { port, startedHere } = await startOrReuse(bins, user, dataDir, await readPassword(passwordFile), log);
+  const { port, startedHere } = await startOrReuse(bins, user, dataDir, await readPassword(passwordFile), log, options.port);
   const password = await securedPassword({ bins, user, dataDir, port, passwordFile, log });
   await ensureDatabase(port, password, database).catch((error: { code?: string }) => {
     if (error.code !== '28P01') throw error;

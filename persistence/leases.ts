@@ -2,7 +2,13 @@
 // token) that only grows; the journal refuses an append whose epoch is not the shard's
 // current one (pg-journal.ts), so a paused or partitioned node can never append, whatever its
 // clock says. Expiry is judged by the database's clock alone.
+//
+// With the journal over several databases (database-layout.ts) a shard's lease row lives in its
+// own database, beside the events its fencing guards; membership (ppos_nodes) lives in the
+// first. A statement never spans two databases, and a database that does not answer costs only
+// its own shards: the others are renewed, read and taken as usual.
 import type pg from 'pg';
+import { databaseOfShard, recordLayout, shardsOfDatabase, type DatabaseLayout } from './database-layout.js';
 
 export interface Lease {
   readonly shard: number;
@@ -19,6 +25,21 @@ export interface GrantedLease {
   readonly epoch: number;
 }
 
+export interface RenewResult {
+  /** Extended at the same epoch. A held shard in neither list was lost. */
+  readonly renewed: GrantedLease[];
+  /** Shards whose database did not answer: neither extended nor known lost. */
+  readonly unanswered: number[];
+}
+
+/** Where leases and membership live: one pool for everything, or the journal's databases in layout order. */
+export interface LeaseDatabases {
+  /** ppos_nodes: the first database. */
+  readonly membership: pg.Pool;
+  /** The databases of the journal in layout order; shard s's lease row is in databaseOfShard(s). */
+  readonly journals: readonly pg.Pool[];
+}
+
 /**
  * Locks the lease rows of the shards in $2 (an int[]) in shard order, before an UPDATE changes
  * them. Appends lock the same rows FOR SHARE in shard order too (pg-journal.ts); statements that
@@ -27,28 +48,46 @@ export interface GrantedLease {
 const LOCK_IN_ORDER = 'SELECT shard FROM ppos_shard_leases WHERE shard = ANY($2::int[]) ORDER BY shard FOR NO KEY UPDATE';
 
 export class LeaseStore {
-  constructor(private readonly pool: pg.Pool) {}
+  private readonly membership: pg.Pool;
+  private readonly journals: readonly pg.Pool[];
+  private shardCount = 0;
 
-  /** Creates the shard rows once; refuses a shard count that differs from the database's. */
+  constructor(databases: pg.Pool | LeaseDatabases) {
+    const split = 'membership' in databases ? databases : { membership: databases, journals: [databases] };
+    this.membership = split.membership;
+    this.journals = split.journals;
+  }
+
+  private get layout(): DatabaseLayout {
+    if (this.shardCount === 0) throw new Error('LeaseStore: ensureShards first');
+    return { databases: this.journals.length, shards: this.shardCount };
+  }
+
+  /** The held leases grouped by the database their rows live in. */
+  private byDatabase<T extends { readonly shard: number }>(items: readonly T[]): Map<number, T[]> {
+    const groups = new Map<number, T[]>();
+    for (const item of items) {
+      const index = databaseOfShard(item.shard, this.layout);
+      const group = groups.get(index);
+      if (group) group.push(item);
+      else groups.set(index, [item]);
+    }
+    return groups;
+  }
+
+  /**
+   * Checks (or records, the first time) every database's place in the layout, then creates the
+   * lease rows of the shards each holds. Refuses another shard count, list or order of databases.
+   */
   async ensureShards(shardCount: number): Promise<void> {
-    const client = await this.pool.connect();
-    try {
-      await client.query('BEGIN');
-      await client.query(`INSERT INTO ppos_cluster (key, value) VALUES ('shards', $1) ON CONFLICT (key) DO NOTHING`, [String(shardCount)]);
-      const stored = Number((await client.query(`SELECT value FROM ppos_cluster WHERE key = 'shards'`)).rows[0].value);
-      if (stored !== shardCount) {
-        throw new Error(`this journal is sharded ${stored} ways; start every node with --shards ${stored}`);
-      }
-      await client.query(
-        'INSERT INTO ppos_shard_leases (shard, owner, epoch, expires_at) SELECT s, NULL, 0, now() FROM generate_series(0, $1::int - 1) s ON CONFLICT DO NOTHING',
-        [shardCount],
+    await recordLayout(this.journals, shardCount);
+    this.shardCount = shardCount;
+    const layout = this.layout;
+    for (const [index, pool] of this.journals.entries()) {
+      await pool.query(
+        'INSERT INTO ppos_shard_leases (shard, owner, epoch, expires_at) SELECT s, NULL, 0, now() FROM unnest($1::int[]) s ON CONFLICT DO NOTHING',
+        [shardsOfDatabase(index, layout)],
       );
-      await client.query('COMMIT');
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw error;
-    } finally {
-      client.release();
     }
   }
 
@@ -59,7 +98,7 @@ export class LeaseStore {
    * Returns the incarnation it replaced, if that one heartbeated within `ttlMs`.
    */
   async register(node: string, incarnation: string, ttlMs: number): Promise<{ incarnation: string; heartbeatAgoMs: number } | null> {
-    const result = await this.pool.query(
+    const result = await this.membership.query(
       `WITH previous AS (
          SELECT incarnation, (extract(epoch FROM now() - heartbeat_at) * 1000)::float8 AS ago_ms FROM ppos_nodes WHERE node_id = $1 FOR UPDATE
        ), upserted AS (
@@ -77,7 +116,7 @@ export class LeaseStore {
   /** False when another process has registered under this node id since: this one must stop. */
   async heartbeat(node: string, incarnation: string, draining: boolean): Promise<boolean> {
     // A row deleted by hand is simply written again; one that names another incarnation is not.
-    const result = await this.pool.query(
+    const result = await this.membership.query(
       `INSERT INTO ppos_nodes (node_id, incarnation, started_at, heartbeat_at, draining) VALUES ($1, $2, now(), now(), $3)
        ON CONFLICT (node_id) DO UPDATE SET heartbeat_at = now(), draining = ppos_nodes.draining OR $3
        WHERE ppos_nodes.incarnation = $2`,
@@ -88,76 +127,135 @@ export class LeaseStore {
 
   /** Nodes that heartbeated within `ttlMs` and are not draining, sorted. */
   async liveNodes(ttlMs: number): Promise<string[]> {
-    const result = await this.pool.query(
+    const result = await this.membership.query(
       `SELECT node_id FROM ppos_nodes WHERE heartbeat_at > now() - make_interval(secs => $1::float8 / 1000) AND NOT draining ORDER BY node_id`,
       [ttlMs],
     );
     return result.rows.map((row) => row.node_id as string);
   }
 
+  /** The lease rows of every database that answered, by shard; a database that did not leaves its shards out. */
   async leases(): Promise<Lease[]> {
-    const result = await this.pool.query(
-      `SELECT shard, owner, owner_incarnation, epoch, (extract(epoch FROM expires_at - now()) * 1000)::float8 AS remaining_ms
-       FROM ppos_shard_leases ORDER BY shard`,
+    const answers = await Promise.allSettled(
+      this.journals.map((pool) =>
+        pool.query(
+          `SELECT shard, owner, owner_incarnation, epoch, (extract(epoch FROM expires_at - now()) * 1000)::float8 AS remaining_ms
+           FROM ppos_shard_leases ORDER BY shard`,
+        ),
+      ),
     );
-    return result.rows.map((row) => ({
-      shard: row.shard,
-      owner: row.owner,
-      ownerIncarnation: row.owner_incarnation,
-      epoch: row.epoch,
-      remainingMs: row.remaining_ms,
-    }));
+    const answered = answers.flatMap((answer) => (answer.status === 'fulfilled' ? [answer.value] : []));
+    if (answered.length === 0) throw (answers[0] as PromiseRejectedResult).reason;
+    return answered
+      .flatMap((result) => result.rows)
+      .map((row) => ({
+        shard: row.shard,
+        owner: row.owner,
+        ownerIncarnation: row.owner_incarnation,
+        epoch: row.epoch,
+        remainingMs: row.remaining_ms,
+      }))
+      .sort((a, b) => a.shard - b.shard);
   }
 
   /**
    * Takes the shards that are free, expired, or held under this node id (a restarted node with
    * the same id takes its shards back at once) — the last only by the id's current incarnation,
    * so a process that another one replaced cannot take them back. Each taken shard's epoch
-   * grows by one.
+   * grows by one. In the first database the incarnation is checked in the same statement; in
+   * the others (ppos_nodes is not there) just before: a process replaced in between may take a
+   * shard back once, and loses it at its next heartbeat. The epoch fences it either way.
+   * Shards of a database that does not answer are not taken (the others are).
    */
   async acquire(node: string, incarnation: string, shards: readonly number[], ttlMs: number): Promise<GrantedLease[]> {
     if (shards.length === 0) return [];
-    const result = await this.pool.query(
-      `WITH locked AS MATERIALIZED (${LOCK_IN_ORDER})
-       UPDATE ppos_shard_leases l
-       SET owner = $1, owner_incarnation = $4, epoch = l.epoch + 1, expires_at = now() + make_interval(secs => $3::float8 / 1000)
-       FROM locked WHERE l.shard = locked.shard
-         AND EXISTS (SELECT 1 FROM ppos_nodes n WHERE n.node_id = $1 AND n.incarnation = $4)
-         AND (l.owner IS NULL OR l.owner = $1 OR l.expires_at < now())
-       RETURNING l.shard, l.epoch`,
-      [node, shards, ttlMs, incarnation],
-    );
-    return result.rows.map((row) => ({ shard: row.shard, epoch: row.epoch }));
+    const groups = this.byDatabase(shards.map((shard) => ({ shard })));
+    const elsewhere = [...groups.keys()].some((index) => index > 0);
+    const member = elsewhere
+      ? ((await this.membership.query('SELECT 1 FROM ppos_nodes WHERE node_id = $1 AND incarnation = $2', [node, incarnation])).rowCount ?? 0) > 0
+      : false;
+    return this.inEachDatabase(groups, async (pool, group, index) => {
+      if (index > 0 && !member) return [];
+      const result = await pool.query(
+        `WITH locked AS MATERIALIZED (${LOCK_IN_ORDER})
+         UPDATE ppos_shard_leases l
+         SET owner = $1, owner_incarnation = $4, epoch = l.epoch + 1, expires_at = now() + make_interval(secs => $3::float8 / 1000)
+         FROM locked WHERE l.shard = locked.shard
+           AND ($5::boolean OR EXISTS (SELECT 1 FROM ppos_nodes n WHERE n.node_id = $1 AND n.incarnation = $4))
+           AND (l.owner IS NULL OR l.owner = $1 OR l.expires_at < now())
+         RETURNING l.shard, l.epoch`,
+        [node, group.map((g) => g.shard), ttlMs, incarnation, index > 0],
+      );
+      return result.rows.map((row) => ({ shard: row.shard as number, epoch: row.epoch as number }));
+    }).then(({ results }) => results);
   }
 
-  /** Extends leases this process still holds at the same epoch; a shard missing from the answer is lost. */
-  async renew(node: string, incarnation: string, held: readonly GrantedLease[], ttlMs: number): Promise<GrantedLease[]> {
-    if (held.length === 0) return [];
-    const result = await this.pool.query(
-      `WITH locked AS MATERIALIZED (${LOCK_IN_ORDER})
-       UPDATE ppos_shard_leases l SET expires_at = now() + make_interval(secs => $4::float8 / 1000)
-       FROM locked JOIN unnest($2::int[], $3::bigint[]) AS h(shard, epoch) ON h.shard = locked.shard
-       WHERE l.shard = h.shard AND l.epoch = h.epoch AND l.owner = $1 AND l.owner_incarnation = $5
-       RETURNING l.shard, l.epoch`,
-      [node, held.map((l) => l.shard), held.map((l) => l.epoch), ttlMs, incarnation],
+  /** Extends leases this process still holds at the same epoch; see RenewResult. */
+  async renew(node: string, incarnation: string, held: readonly GrantedLease[], ttlMs: number): Promise<RenewResult> {
+    if (held.length === 0) return { renewed: [], unanswered: [] };
+    const groups = this.byDatabase(held);
+    const { results, failed } = await this.inEachDatabase(
+      groups,
+      async (pool, group) => {
+        const result = await pool.query(
+          `WITH locked AS MATERIALIZED (${LOCK_IN_ORDER})
+           UPDATE ppos_shard_leases l SET expires_at = now() + make_interval(secs => $4::float8 / 1000)
+           FROM locked JOIN unnest($2::int[], $3::bigint[]) AS h(shard, epoch) ON h.shard = locked.shard
+           WHERE l.shard = h.shard AND l.epoch = h.epoch AND l.owner = $1 AND l.owner_incarnation = $5
+           RETURNING l.shard, l.epoch`,
+          [node, group.map((l) => l.shard), group.map((l) => l.epoch), ttlMs, incarnation],
+        );
+        return result.rows.map((row) => ({ shard: row.shard as number, epoch: row.epoch as number }));
+      },
+      { throwWhenAllFail: false },
     );
-    return result.rows.map((row) => ({ shard: row.shard, epoch: row.epoch }));
+    return { renewed: results, unanswered: failed.flatMap((index) => groups.get(index)!.map((l) => l.shard)) };
   }
 
   /** Gives a shard up at once (a clean handoff): the next owner need not wait for expiry. */
   async release(node: string, incarnation: string, leases: readonly GrantedLease[]): Promise<void> {
     if (leases.length === 0) return;
-    await this.pool.query(
-      `WITH locked AS MATERIALIZED (${LOCK_IN_ORDER})
-       UPDATE ppos_shard_leases l SET owner = NULL, owner_incarnation = NULL, expires_at = now()
-       FROM locked JOIN unnest($2::int[], $3::bigint[]) AS h(shard, epoch) ON h.shard = locked.shard
-       WHERE l.shard = h.shard AND l.epoch = h.epoch AND l.owner = $1 AND l.owner_incarnation = $4`,
-      [node, leases.map((l) => l.shard), leases.map((l) => l.epoch), incarnation],
-    );
+    const { failed, firstError } = await this.inEachDatabase(this.byDatabase(leases), async (pool, group) => {
+      await pool.query(
+        `WITH locked AS MATERIALIZED (${LOCK_IN_ORDER})
+         UPDATE ppos_shard_leases l SET owner = NULL, owner_incarnation = NULL, expires_at = now()
+         FROM locked JOIN unnest($2::int[], $3::bigint[]) AS h(shard, epoch) ON h.shard = locked.shard
+         WHERE l.shard = h.shard AND l.epoch = h.epoch AND l.owner = $1 AND l.owner_incarnation = $4`,
+        [node, group.map((l) => l.shard), group.map((l) => l.epoch), incarnation],
+      );
+      return [];
+    });
+    // The leases of a database that did not answer expire on their own.
+    if (failed.length > 0) throw firstError;
+  }
+
+  /**
+   * Runs `work` on each database's group at once. A database that fails leaves its results out
+   * (and is named in `failed`); when every database failed, the first error is thrown.
+   */
+  private async inEachDatabase<T extends { readonly shard: number }, R>(
+    groups: ReadonlyMap<number, T[]>,
+    work: (pool: pg.Pool, group: T[], index: number) => Promise<R[]>,
+    { throwWhenAllFail = true } = {},
+  ): Promise<{ results: R[]; failed: number[]; firstError: unknown }> {
+    const indexes = [...groups.keys()];
+    const answers = await Promise.allSettled(indexes.map((index) => work(this.journals[index]!, groups.get(index)!, index)));
+    const results: R[] = [];
+    const failed: number[] = [];
+    let firstError: unknown;
+    answers.forEach((answer, i) => {
+      if (answer.status === 'fulfilled') results.push(...answer.value);
+      else {
+        failed.push(indexes[i]!);
+        firstError ??= answer.reason;
+      }
+    });
+    if (throwWhenAllFail && failed.length === indexes.length && indexes.length > 0) throw firstError;
+    return { results, failed, firstError };
   }
 
   /** Leaves the member list, unless another process has taken the node id over meanwhile. */
   async leave(node: string, incarnation: string): Promise<void> {
-    await this.pool.query('DELETE FROM ppos_nodes WHERE node_id = $1 AND incarnation = $2', [node, incarnation]);
+    await this.membership.query('DELETE FROM ppos_nodes WHERE node_id = $1 AND incarnation = $2', [node, incarnation]);
   }
 }

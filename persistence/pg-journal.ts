@@ -349,12 +349,23 @@ function outcomesOf(batch: readonly AppendUnit[], rows: readonly AppendOutcomeRo
 }
 
 /** Opaque to clients: the commit's transaction id and its last event's position. */
-export const commitToken = (tx: string, position: number): string => Buffer.from(`${tx}.${position}`).toString('base64url');
+export const commitToken = (tx: string, position: number, database = 0): string =>
+  Buffer.from(database === 0 ? `${tx}.${position}` : `${database}.${tx}.${position}`).toString('base64url');
 
-/** A commit token → its place in the journal's read order, or null when it is not one. */
-export function parseCommitToken(token: string): { tx: bigint; position: number } | null {
-  const match = /^(\d{1,20})\.(\d{1,18})$/.exec(Buffer.from(token, 'base64url').toString('utf8'));
-  return match ? { tx: BigInt(match[1]!), position: Number(match[2]) } : null;
+/**
+ * A commit token's database (the journal's databases in layout order), transaction and position.
+ * A token of the first database names none: tokens from before several databases still parse.
+ */
+export function parseCommitToken(token: string): { database: number; tx: bigint; position: number } | null {
+  const match = /^(?:(\d{1,4})\.)?(\d{1,20})\.(\d{1,18})$/.exec(Buffer.from(token, 'base64url').toString('utf8'));
+  return match ? { database: match[1] === undefined ? 0 : Number(match[1]), tx: BigInt(match[2]!), position: Number(match[3]) } : null;
+}
+
+/** A token this database's journal gave, as the journal of several databases gives it: naming its database. */
+export function tokenOfDatabase(token: string, database: number): string {
+  if (database === 0) return token;
+  const parsed = parseCommitToken(token);
+  return parsed ? commitToken(parsed.tx.toString(), parsed.position, database) : token;
 }
 
 export class PgJournal implements Journal {

@@ -214,16 +214,14 @@ export class ClusterOwnership implements Ownership {
   private async runCycle(): Promise<void> {
     const { leases, nodeId, incarnation, leaseMs } = this.options;
     const sentAt = performance.now();
-    if (!(await leases.heartbeat(nodeId, incarnation, false))) {
-      throw new ReplacedError(`another process registered as node ${nodeId}: this one (incarnation ${incarnation}) is fenced out and stops`);
-    }
-    this.liveNodes = await leases.liveNodes(leaseMs);
-    const members = this.liveNodes.includes(nodeId) ? this.liveNodes : [...this.liveNodes, nodeId].sort();
-
-    // Renew what we hold; whatever is missing from the answer was lost.
+    // Renew what we hold first, database by database: a database that does not answer (or the
+    // first one, which holds membership, being away) must not cost the shards of the others.
+    // Whatever a database that answered left out was lost.
     const heldList: GrantedLease[] = [...this.held].filter(([, h]) => !h.handingOff).map(([shard, h]) => ({ shard, epoch: h.epoch }));
-    const renewed = new Set((await leases.renew(nodeId, incarnation, heldList, leaseMs)).map((l) => l.shard));
-    const lost = heldList.filter((l) => !renewed.has(l.shard)).map((l) => l.shard);
+    const { renewed: renewedList, unanswered } = await leases.renew(nodeId, incarnation, heldList, leaseMs);
+    const renewed = new Set(renewedList.map((l) => l.shard));
+    const unknown = new Set(unanswered);
+    const lost = heldList.filter((l) => !renewed.has(l.shard) && !unknown.has(l.shard)).map((l) => l.shard);
     for (const shard of renewed) this.held.get(shard)!.validUntil = sentAt + leaseMs - this.margin;
     if (lost.length > 0) {
       this.options.logger.warn({ shards: lost }, 'shard leases lost');
@@ -233,9 +231,17 @@ export class ClusterOwnership implements Ownership {
       }
       await this.options.unload(new Set(lost));
     }
+    if (unanswered.length > 0) this.options.logger.warn({ shards: unanswered.length }, "shard leases not renewed: their database did not answer");
 
+    if (!(await leases.heartbeat(nodeId, incarnation, false))) {
+      throw new ReplacedError(`another process registered as node ${nodeId}: this one (incarnation ${incarnation}) is fenced out and stops`);
+    }
+    this.liveNodes = await leases.liveNodes(leaseMs);
+    const members = this.liveNodes.includes(nodeId) ? this.liveNodes : [...this.liveNodes, nodeId].sort();
+
+    // The lease rows of the databases that answered; a shard of one that did not keeps the owner last read.
     const table = await leases.leases();
-    this.owners = table.map((l) => (l.owner !== null && l.remainingMs > 0 ? { node: l.owner, incarnation: l.ownerIncarnation } : null));
+    for (const l of table) this.owners[l.shard] = l.owner !== null && l.remainingMs > 0 ? { node: l.owner, incarnation: l.ownerIncarnation } : null;
     const self: Owner = { node: nodeId, incarnation };
     for (const shard of this.held.keys()) this.owners[shard] = self;
 

@@ -23,7 +23,7 @@ import { registerProjectionCommands } from './commands/projections.js';
 import { auditProjection } from '../runtime/projection-audit.js';
 import { ProjectionStore } from '../persistence/projection-store.js';
 import { builtInProjections } from '../persistence/projections/index.js';
-import type { PgJournal } from '../persistence/pg-journal.js';
+import type { ShardedJournal } from '../persistence/sharded-journal.js';
 
 interface CommonOptions extends RawOptions {
   readonly pretty?: boolean;
@@ -39,7 +39,7 @@ function withConnection(command: Command): Command {
     .option('--nats-tls-cert <file>', 'client certificate for mutual TLS; implies TLS (env PPOS_NATS_TLS_CERT)')
     .option('--nats-tls-key <file>', "the client certificate's key (env PPOS_NATS_TLS_KEY)")
     .option('--nats-inbox-prefix <prefix>', 'prefix of this process\'s reply subjects, e.g. _INBOX.alice (env PPOS_NATS_INBOX_PREFIX; default _INBOX)')
-    .option('--db <url>', 'PostgreSQL URL of the journal (env PPOS_DATABASE_URL; default: the embedded PostgreSQL)')
+    .option('--db <urls>', 'PostgreSQL URL of the journal, or several separated by commas that its shards spread over (env PPOS_DATABASE_URL; default: the embedded PostgreSQL)')
     .option('--data-dir <dir>', 'folder of the embedded default (env PPOS_DATA_DIR; default .ppos)')
     .option('--pretty', 'human-readable logs on stderr')
     .option('--kinds <module>', 'an ES module exporting your own actor kinds (defineKind), known besides the built-in ones (env PPOS_KINDS)');
@@ -120,11 +120,11 @@ async function withJournal<T>(options: CommonOptions, work: (journal: Awaited<Re
   }
 }
 
-async function auditAll(journal: PgJournal) {
-  const store = new ProjectionStore(journal.pool);
+async function auditAll(journal: ShardedJournal) {
+  const store = new ProjectionStore(journal.first.pool);
   const known = new Set((await store.rows()).map((row) => row.name));
   const audits = [];
-  for (const handler of builtInProjections.values()) if (known.has(handler.name)) audits.push(await auditProjection(journal.pool, store, handler));
+  for (const handler of builtInProjections.values()) if (known.has(handler.name)) audits.push(await auditProjection(journal.first.pool, store, handler));
   return audits;
 }
 

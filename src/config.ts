@@ -4,13 +4,17 @@ import { parseListen } from '../runtime/http-endpoint.js';
 import { monotonicFactory } from 'ulid';
 import { natsSettings, NatsSettingsError, type NatsFlags, type NatsSettings } from './nats.js';
 import { DEFAULT_LAG_BUDGETS } from '../persistence/projections/index.js';
+import { parseDatabaseUrls } from '../persistence/database-layout.js';
 
 export const newId = monotonicFactory();
+
+/** `--shards` when not given. */
+export const DEFAULT_SHARD_COUNT = 256;
 
 export interface NodeConfig {
   /** Servers (userinfo removed), credentials and TLS. */
   readonly nats: NatsSettings;
-  /** Unset: the embedded PostgreSQL under `dataDir`. */
+  /** One URL, or several separated by commas (the shards spread over them); unset: the embedded PostgreSQL under `dataDir`. */
   readonly databaseUrl: string | undefined;
   readonly dataDir: string;
   readonly nodeId: string;
@@ -126,8 +130,9 @@ export function resolveConfig(raw: RawOptions, env: NodeJS.ProcessEnv = process.
     throw error;
   }
   const databaseUrl = raw.db ?? env.PPOS_DATABASE_URL ?? undefined;
-  if (databaseUrl !== undefined && databaseUrl !== '' && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
-    throw new UsageError('the database URL must start with postgres:// or postgresql://');
+  if (databaseUrl !== undefined && databaseUrl !== '') {
+    const parsed = parseDatabaseUrls(databaseUrl);
+    if ('error' in parsed) throw new UsageError(parsed.error);
   }
   const retention = raw.dedupeRetentionHours ?? env.PPOS_DEDUPE_RETENTION_HOURS;
   return {
@@ -141,7 +146,7 @@ export function resolveConfig(raw: RawOptions, env: NodeJS.ProcessEnv = process.
     maxActiveActors: positiveInt('--max-active', raw.maxActive ?? env.PPOS_MAX_ACTIVE, 100_000),
     dedupeRetentionHours: retention === undefined || retention === '' ? undefined : positiveInt('--dedupe-retention-hours', retention, 1),
     requestTimeoutMs: positiveInt('--timeout', raw.timeout ?? env.PPOS_TIMEOUT_MS, 5_000),
-    shardCount: positiveInt('--shards', raw.shards ?? env.PPOS_SHARDS, 256),
+    shardCount: positiveInt('--shards', raw.shards ?? env.PPOS_SHARDS, DEFAULT_SHARD_COUNT),
     leaseMs: positiveInt('--lease-ms', raw.leaseMs ?? env.PPOS_LEASE_MS, 6_000),
     sagaResumeIntervalMs: positiveInt('PPOS_SAGA_RESUME_MS', env.PPOS_SAGA_RESUME_MS, 15_000),
     timerPollMs: positiveInt('PPOS_TIMER_POLL_MS', env.PPOS_TIMER_POLL_MS, 200),

@@ -279,7 +279,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
     });
     // Phase 5: the eventual side, read across actors from the projections.
     progress.line(`projections: which SKUs have fewer than 10 available? (read-your-writes with the last command's token)`);
-    const projections = await demoProjections({ client, pool: opened.journal.pool, run, liveAvailable, lastToken });
+    const projections = await demoProjections({ client, pool: opened.journal.first.pool, run, liveAvailable, lastToken });
     const seconds = (performance.now() - started) / 1000;
     const summary: DemoSummary = {
       ok: missing === 0 && doubled === 0 && liveMatches && evidence.confidence_status === 'trusted' && projections.matchesActors,

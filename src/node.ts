@@ -89,7 +89,10 @@ export async function startNode(config: NodeConfig, rootLogger: Logger, deps: No
     },
   });
   const journal = opened.journal;
-  const misordered = await readOrderProblem(journal.pool).catch((error: Error) => `cannot check the journal's read order: ${error.message}`);
+  const firstPool = journal.first.pool;
+  const misordered = await firstProblem(journal.parts, (part) =>
+    readOrderProblem(part.pool).catch((error: Error) => `cannot check the journal's read order: ${error.message}`),
+  );
   if (misordered !== null) {
     await opened.close();
     throw new Error(`refusing to start: ${misordered}`);
@@ -103,7 +106,7 @@ export async function startNode(config: NodeConfig, rootLogger: Logger, deps: No
       ? new ClusterOwnership({
           nodeId: config.nodeId,
           incarnation,
-          leases: new LeaseStore(journal.pool),
+          leases: new LeaseStore({ membership: firstPool, journals: journal.parts.map((part) => part.pool) }),
           shardCount: config.shardCount,
           leaseMs: config.leaseMs,
           renewMs: Math.max(200, Math.floor(config.leaseMs / 3)),
@@ -213,7 +216,7 @@ export async function startNode(config: NodeConfig, rootLogger: Logger, deps: No
     };
     announceChange();
   }
-  const projectionStore = new ProjectionStore(journal.pool);
+  const projectionStore = new ProjectionStore(firstPool);
   const router = new Router({ nodeId: config.nodeId, incarnation, nc, kinds, registry, journal, ownership, logger, stats });
   router.start();
   const service = new NodeService({
@@ -227,7 +230,7 @@ export async function startNode(config: NodeConfig, rootLogger: Logger, deps: No
     logger,
     ownership,
     sagaAlarms: (ref) => sagas.alarmsOf(ref),
-    queries: new QueryService(journal.pool, projectionStore, builtInProjections),
+    queries: new QueryService(firstPool, projectionStore, builtInProjections),
   });
   try {
     await service.start();
@@ -241,7 +244,7 @@ export async function startNode(config: NodeConfig, rootLogger: Logger, deps: No
     name === EXPORT_NAME ? new JournalExport(exportNc!, config.nats.inboxPrefix) : projectionFollower(builtInProjections.get(name)!),
   );
   const runner = new ProjectionRunner({
-    pool: journal.pool,
+    pool: firstPool,
     store: projectionStore,
     followers,
     budgets: new Map(config.followers.map((name) => [name, config.lagBudgets.get(name) ?? 2_000])),
@@ -272,7 +275,7 @@ export async function startNode(config: NodeConfig, rootLogger: Logger, deps: No
         mailboxDepth: () => registry.totalMailboxDepth(),
         shardsOwned: () => ownership.heldShards().length,
         // The lag's age only: a scrape does not count the events waiting.
-        projectionLags: async () => new Map((await projectionReports(journal.pool, 1)).map((r) => [r.name, r.lagMs])),
+        projectionLags: async () => new Map((await projectionReports(firstPool, 1)).map((r) => [r.name, r.lagMs])),
         timersFired: () => timersRef?.fired ?? 0,
         timersOverdue: () => journal.overdueTimers(ownership.heldShards(), Date.now(), 100_000),
       },
@@ -284,7 +287,10 @@ export async function startNode(config: NodeConfig, rootLogger: Logger, deps: No
         if (nc.isClosed()) return 'the NATS connection is closed';
         if (exportNc?.isClosed()) return "the export's NATS connection is closed";
         if (!(await within(1_000, nc.flush()))) return 'NATS does not answer';
-        if (!(await within(1_000, journal.pool.query('SELECT 1')))) return 'PostgreSQL does not answer';
+        const silent = await firstProblem(journal.parts, async (part, index) =>
+          (await within(1_000, part.pool.query('SELECT 1'))) ? null : journal.parts.length === 1 ? 'PostgreSQL does not answer' : `journal database ${index + 1} does not answer`,
+        );
+        if (silent) return silent;
         if (ownership.heldShards().length === 0) return 'this node holds no shard';
         return null;
       },
@@ -428,4 +434,9 @@ async function within(ms: number, work: Promise<unknown>): Promise<boolean> {
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** The first non-null answer of `check` over the databases, asked all at once. */
+async function firstProblem<T>(parts: readonly T[], check: (part: T, index: number) => Promise<string | null>): Promise<string | null> {
+  return (await Promise.all(parts.map(check))).find((problem) => problem !== null) ?? null;
 }

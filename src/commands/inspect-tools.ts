@@ -12,6 +12,7 @@ import { z } from 'zod';
 import type { PposClient } from '../client.js';
 import { resolveConfig, UsageError, type RawOptions } from '../config.js';
 import { openJournal } from '../database.js';
+import type { ShardedJournal } from '../../persistence/sharded-journal.js';
 import { ACCESS_TOKEN_PATTERN, isLoopbackHost, newAccessToken, startDashboard } from '../dashboard/server.js';
 import { forTerminal, printJson, table, writeErr, writeOut } from '../format.js';
 import { createLogger } from '../logger.js';
@@ -27,7 +28,7 @@ export interface CliHelpers {
   actorRef(kind: string, id: string): ActorRef;
   seqOption(name: string, value: string | undefined): number | undefined;
   withClient<T>(options: CommandOptions, work: (client: PposClient) => Promise<T>): Promise<T>;
-  withJournal<T>(options: CommandOptions, work: (journal: Journal) => Promise<T>): Promise<T>;
+  withJournal<T>(options: CommandOptions, work: (journal: ShardedJournal) => Promise<T>): Promise<T>;
 }
 
 /** One line of the live feed, as published on ppos.events.<kind>.<id> (node is null when read from the journal). */
@@ -304,7 +305,7 @@ export function registerInspectionTools(program: Command, helpers: CliHelpers): 
             logger,
             token,
             maxStreams,
-            projections: () => projectionReports(opened.journal.pool),
+            projections: () => projectionReports(opened.journal.first.pool),
           });
           // A generated token is shown this once, in the URL to open; a given one is never echoed.
           writeOut(`ppos dashboard: ${generatedToken === undefined ? dashboard.url : `${dashboard.url}?token=${generatedToken}`}\n`);

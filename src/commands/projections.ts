@@ -3,7 +3,7 @@
 // and `ppos query <projection>` over NATS, with read-your-writes through `--after TOKEN`.
 import type { Command } from 'commander';
 import { builtInProjections } from '../../persistence/projections/index.js';
-import type { PgJournal } from '../../persistence/pg-journal.js';
+
 import { rebuildProjection } from '../../runtime/projection-audit.js';
 import { projectionReports } from '../../runtime/projection-status.js';
 import { QUERY_SUBJECT_PREFIX } from '../../runtime/subjects.js';
@@ -43,7 +43,7 @@ export function registerProjectionCommands(program: Command, helpers: CliHelpers
     .withConnection(program.command('projections').description('every projection and the journal export: position, lag, budget, status'))
     .option('--json', 'one JSON document on stdout')
     .action(async (options: CommandOptions) => {
-      const reports = await helpers.withJournal(options, (journal) => projectionReports((journal as PgJournal).pool));
+      const reports = await helpers.withJournal(options, (journal) => projectionReports(journal.first.pool));
       if (options.json) {
         printJson(reports.map(({ owner: _owner, ...report }) => report));
         return;
@@ -64,7 +64,7 @@ export function registerProjectionCommands(program: Command, helpers: CliHelpers
       const handler = builtInProjections.get(name);
       if (!handler) throw new UsageError(`no projection ${JSON.stringify(name)}; known: ${[...builtInProjections.keys()].join(', ')}`);
       const audit = await helpers.withJournal(options, (journal) => {
-        const pool = (journal as PgJournal).pool;
+        const pool = journal.first.pool;
         return rebuildProjection(pool, handler);
       });
       printJson({

@@ -90,7 +90,7 @@ afterAll(async () => {
 
 describe('fencing in the journal', () => {
   it('refuses an append carrying an old epoch, in the database, and writes nothing', async () => {
-    const leases = new LeaseStore(opened.journal.pool);
+    const leases = new LeaseStore(opened.journal.first.pool);
     await leases.ensureShards(SHARDS);
     const ref = { kind: 'inventory', id: 'fenced-sku' };
     const shard = shardOf(ref, SHARDS);
@@ -98,7 +98,7 @@ describe('fencing in the journal', () => {
     await leases.register('node-new', 'inc-new', 60_000);
     const [old] = await leases.acquire('node-old', 'inc-old', [shard], 60_000);
     // The lease moves on (as after expiry): a new owner, a new epoch.
-    await opened.journal.pool.query('UPDATE ppos_shard_leases SET expires_at = now() - interval \'1 second\' WHERE shard = $1', [shard]);
+    await opened.journal.first.pool.query('UPDATE ppos_shard_leases SET expires_at = now() - interval \'1 second\' WHERE shard = $1', [shard]);
     const [fresh] = await leases.acquire('node-new', 'inc-new', [shard], 60_000);
     expect(fresh!.epoch).toBe(old!.epoch + 1);
     const append = (epoch: number, messageId: string) =>

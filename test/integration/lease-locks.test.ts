@@ -48,7 +48,7 @@ describe('lease row locks', () => {
       let renewals = 0;
       while (running) {
         const order = [...held].sort(() => Math.random() - 0.5);
-        held = await leases.renew(NODE, 'lock-incarnation', order, 60_000);
+        held = (await leases.renew(NODE, 'lock-incarnation', order, 60_000)).renewed;
         renewals += 1;
       }
       return renewals;

@@ -64,9 +64,9 @@ const UNTRUSTED_CERTIFICATE = /^(SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_VERIFY_LEAF
 async function openOverTls(databaseUrl: string): Promise<{ ssl: boolean; tables: number }> {
   const opened = await openJournal({ databaseUrl, dataDir: home }, silent, { waitForDatabaseMs: 0, poolSize: 1 });
   try {
-    const [session] = (await opened.journal.pool.query<{ ssl: boolean }>('SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()')).rows;
+    const [session] = (await opened.journal.first.pool.query<{ ssl: boolean }>('SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()')).rows;
     const [journal] = (
-      await opened.journal.pool.query<{ tables: number }>("SELECT count(*)::int AS tables FROM pg_tables WHERE tablename LIKE '%events'")
+      await opened.journal.first.pool.query<{ tables: number }>("SELECT count(*)::int AS tables FROM pg_tables WHERE tablename LIKE '%events'")
     ).rows;
     return { ssl: session!.ssl, tables: journal!.tables };
   } finally {
