@@ -2,13 +2,29 @@
 // its checkpoint and its owner. Ownership is a lease with an epoch, as for shards (leases.ts):
 // a process applies a batch only while the row, locked for that transaction, still carries its
 // epoch, so a reader that lost the projection can never apply or move the checkpoint again.
+//
+// A journal over several databases is read database by database (each has its own read order):
+// the row named after the projection holds its lease and the checkpoint in the first database,
+// and a row `<name>@<n>` the checkpoint in database n. Every batch locks both rows, so the
+// lease's epoch fences every database's batches alike.
 import type pg from 'pg';
 import type { FeedPosition, Queryable } from './journal-feed.js';
 
+/** The journal's databases a follower reads, in layout order: source i is database i + 1. */
+export type FeedSources = readonly Queryable[];
+
+/** The row holding a follower's checkpoint in source `source`. */
+export const checkpointName = (name: string, source: number): string => (source === 0 ? name : `${name}@${source + 1}`);
+
 export interface ProjectionRow {
+  /** The row's name: the projection's, or `<projection>@<n>` for its checkpoint in database n. */
   readonly name: string;
+  readonly projection: string;
+  /** The database whose events this row's checkpoint counts (0: the first). */
+  readonly source: number;
   readonly checkpoint: FeedPosition;
   readonly appliedEvents: number;
+  /** The projection's owner, epoch, lease, rebuilding flag and budget: its lease row's, whichever source. */
   readonly owner: string | null;
   readonly epoch: number;
   /** Milliseconds until the owner's lease expires (negative: expired). */
@@ -22,6 +38,8 @@ export interface ProjectionRow {
 
 const rowOf = (row: Record<string, unknown>): ProjectionRow => ({
   name: row.name as string,
+  projection: row.projection as string,
+  source: row.source as number,
   checkpoint: { tx: row.tx as string, position: Number(row.position) },
   appliedEvents: Number(row.applied_events),
   owner: (row.owner as string | null) ?? null,
@@ -33,28 +51,37 @@ const rowOf = (row: Record<string, unknown>): ProjectionRow => ({
   idleMs: row.idle_ms as number,
 });
 
-const COLUMNS = `name, tx::text AS tx, position, applied_events, owner, epoch, rebuilding, budget_ms, updated_at,
-  (extract(epoch FROM expires_at - now()) * 1000)::float8 AS remaining_ms,
-  (extract(epoch FROM now() - updated_at) * 1000)::float8 AS idle_ms`;
+/** Checkpoint rows (c) with their projection's lease row (l): a lease row is its own. */
+const ROWS = `SELECT c.name, l.name AS projection, CASE WHEN c.name = l.name THEN 0 ELSE split_part(c.name, '@', 2)::int - 1 END AS source,
+  c.tx::text AS tx, c.position, c.applied_events, l.owner, l.epoch, l.rebuilding, l.budget_ms, c.updated_at,
+  (extract(epoch FROM l.expires_at - now()) * 1000)::float8 AS remaining_ms,
+  (extract(epoch FROM now() - c.updated_at) * 1000)::float8 AS idle_ms
+  FROM ppos_projections c JOIN ppos_projections l ON l.name = split_part(c.name, '@', 1)`;
 
 export class ProjectionStore {
   constructor(private readonly pool: pg.Pool) {}
 
-  /** Creates the rows of these projections, and records the lag budget each is run with. */
-  async ensure(budgets: ReadonlyMap<string, number>): Promise<void> {
+  /**
+   * Creates the rows of these projections (and of their checkpoints in each of `sources`
+   * databases), and records the lag budget each is run with.
+   */
+  async ensure(budgets: ReadonlyMap<string, number>, sources = 1): Promise<void> {
+    const rows = [...budgets].flatMap(([name, budget]) => Array.from({ length: sources }, (_, source) => [checkpointName(name, source), budget] as const));
     await this.pool.query(
       `INSERT INTO ppos_projections (name, budget_ms) SELECT * FROM unnest($1::text[], $2::int[])
        ON CONFLICT (name) DO UPDATE SET budget_ms = EXCLUDED.budget_ms`,
-      [[...budgets.keys()], [...budgets.values()]],
+      [rows.map(([name]) => name), rows.map(([, budget]) => budget)],
     );
   }
 
-  async rows(): Promise<ProjectionRow[]> {
-    return (await this.pool.query(`SELECT ${COLUMNS} FROM ppos_projections ORDER BY name`)).rows.map(rowOf);
+  /** Every checkpoint row, by name (a projection's own row first, then its other databases'). */
+  async rows(db: Queryable = this.pool): Promise<ProjectionRow[]> {
+    return (await db.query(`${ROWS} ORDER BY c.name`)).rows.map(rowOf);
   }
 
-  async row(name: string, db: Queryable = this.pool): Promise<ProjectionRow | null> {
-    const result = await db.query(`SELECT ${COLUMNS} FROM ppos_projections WHERE name = $1`, [name]);
+  /** The checkpoint row of `name` in `source`. */
+  async row(name: string, db: Queryable = this.pool, source = 0): Promise<ProjectionRow | null> {
+    const result = await db.query(`${ROWS} WHERE c.name = $1`, [checkpointName(name, source)]);
     return result.rows[0] ? rowOf(result.rows[0]) : null;
   }
 
@@ -102,26 +129,30 @@ export class ProjectionStore {
    * from the old checkpoint; waiting for the WAL flush would only take flushes from the appends
    * of commands.
    */
-  async beginBatch(client: pg.PoolClient, name: string, epoch: number): Promise<FeedPosition | null> {
-    // A simple-protocol query (several statements) carries no parameters: the name is quoted.
+  async beginBatch(client: pg.PoolClient, name: string, epoch: number, source = 0): Promise<FeedPosition | null> {
+    // A simple-protocol query (several statements) carries no parameters: the names are quoted.
+    // Both rows locked in name order (the lease row sorts first), as every batch locks them.
+    const checkpoint = checkpointName(name, source);
     const results = (await client.query(
       `BEGIN; SET LOCAL synchronous_commit = off;
-       SELECT tx::text AS tx, position, epoch, rebuilding FROM ppos_projections WHERE name = ${client.escapeLiteral(name)} FOR UPDATE`,
+       SELECT name, tx::text AS tx, position, epoch, rebuilding FROM ppos_projections
+       WHERE name IN (${client.escapeLiteral(name)}, ${client.escapeLiteral(checkpoint)}) ORDER BY name FOR UPDATE`,
     )) as unknown as pg.QueryResult[];
-    const row = results[results.length - 1]!.rows[0] as { tx: string; position: string | number; epoch: string | number; rebuilding: boolean } | undefined;
-    if (!row || Number(row.epoch) !== epoch || row.rebuilding) return null;
-    return { tx: row.tx, position: Number(row.position) };
+    const rows = results[results.length - 1]!.rows as { name: string; tx: string; position: string | number; epoch: string | number; rebuilding: boolean }[];
+    const lease = rows.find((row) => row.name === name);
+    const at = rows.find((row) => row.name === checkpoint);
+    if (!lease || !at || Number(lease.epoch) !== epoch || lease.rebuilding) return null;
+    return { tx: at.tx, position: Number(at.position) };
   }
 
-  /** Moves the checkpoint past the batch applied, with what it applied, and commits: one round trip. */
-  async commitBatch(client: pg.PoolClient, name: string, to: FeedPosition, applied: number): Promise<void> {
+  /** Moves the checkpoint in `source` past the batch applied, with what it applied, and commits: one round trip. */
+  async commitBatch(client: pg.PoolClient, name: string, to: FeedPosition, applied: number, source = 0): Promise<void> {
     if (!/^\d+$/.test(to.tx) || !Number.isSafeInteger(to.position) || !Number.isSafeInteger(applied)) {
       throw new Error(`not a checkpoint: ${JSON.stringify({ to, applied })}`);
     }
     await client.query(
       `UPDATE ppos_projections SET tx = '${to.tx}'::xid8, position = ${to.position}, applied_events = applied_events + ${applied}, updated_at = now()
-       WHERE name = ${client.escapeLiteral(name)}; COMMIT`,
+       WHERE name = ${client.escapeLiteral(checkpointName(name, source))}; COMMIT`,
     );
   }
-
 }

@@ -2,6 +2,7 @@
 // goes to the database of the actor's shard, whole, so an append is still one statement in one
 // database with its fencing read; calls about every actor ask every database and merge. Commit
 // tokens name the database they come from. With one database it is a thin pass-through.
+import type pg from 'pg';
 import type { DomainEvent, TimerSpec } from '../actors/kind.js';
 import { shardOf } from '../runtime/sharding.js';
 import { databaseOfShard, type DatabaseLayout } from './database-layout.js';
@@ -33,6 +34,11 @@ export class ShardedJournal implements Journal {
   /** The first database: membership, the projections' checkpoints and read models live in it. */
   get first(): PgJournal {
     return this.parts[0]!;
+  }
+
+  /** Every database's pool, in layout order: what the followers of the journal read. */
+  get sources(): pg.Pool[] {
+    return this.parts.map((part) => part.pool);
   }
 
   /** The index of the database that holds `ref`. */

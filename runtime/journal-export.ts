@@ -52,7 +52,8 @@ export class JournalExport implements Follower {
   /** Acknowledgements come back on `<inbox>.<batch>.<index>`, one subscription for all. */
   private readonly inbox: string;
   private subscription: Subscription | undefined;
-  private pending: PendingBatch | undefined;
+  /** By batch id: one per source database being published at once. */
+  private readonly pending = new Map<number, PendingBatch>();
   private batches = 0;
 
   constructor(
@@ -88,20 +89,21 @@ export class JournalExport implements Follower {
   async apply(events: readonly FedEvent[]): Promise<void> {
     if (events.length === 0) return;
     const id = ++this.batches;
+    let batch!: PendingBatch;
     const finished = new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => batch.done(new Error(`JetStream did not acknowledge ${batch.remaining} of ${events.length} message(s) within ${ACK_TIMEOUT_MS} ms`)), ACK_TIMEOUT_MS);
-      const batch: PendingBatch = {
+      batch = {
         id,
         acked: new Uint8Array(events.length),
         remaining: events.length,
         done: (error) => {
           clearTimeout(timer);
-          if (this.pending === batch) this.pending = undefined;
+          this.pending.delete(id);
           if (error) reject(error);
           else resolve();
         },
       };
-      this.pending = batch;
+      this.pending.set(id, batch);
     });
     try {
       events.forEach((fed, index) => {
@@ -114,16 +116,16 @@ export class JournalExport implements Follower {
     } catch (error) {
       // A publish refused at once (connection closed or draining, message too large): the
       // batch fails now, and its timer with it (else its rejection would go unheard later).
-      this.pending?.done(error as Error);
+      batch.done(error as Error);
     }
     await finished;
   }
 
   private acknowledged(error: Error | null, msg: Msg): void {
-    const batch = this.pending;
-    if (error || !batch) return;
+    if (error) return;
     const [batchId, index] = msg.subject.slice(this.inbox.length + 1).split('.').map(Number);
-    if (batchId !== batch.id || index === undefined || !Number.isInteger(index) || index < 0 || index >= batch.acked.length || batch.acked[index]) return;
+    const batch = batchId === undefined ? undefined : this.pending.get(batchId);
+    if (!batch || index === undefined || !Number.isInteger(index) || index < 0 || index >= batch.acked.length || batch.acked[index]) return;
     // A status reply (503: no stream takes the subject) or a JetStream error fails the batch.
     if (msg.headers?.hasError) return batch.done(new Error(`JetStream refused a message: ${msg.headers.code} ${msg.headers.description}`));
     let ack: { error?: { description?: string }; stream?: unknown; seq?: unknown };

@@ -4,10 +4,13 @@
 // its checkpoint in one transaction that holds the follower's row locked with its epoch. So a
 // batch is applied exactly once whatever crashes: a transaction that did not commit moved
 // nothing, and an owner that lost the lease finds another epoch and applies nothing.
+// A journal over several databases is followed database by database, each in its own read order
+// with its own checkpoint (an actor lives in one database, so its events stay in order); the
+// batches of every database are applied in the first database, under the one lease.
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { lagBehind, readCommitted, type FedEvent, type FeedPosition } from '../persistence/journal-feed.js';
-import type { ProjectionStore } from '../persistence/projection-store.js';
+import { lagBehind, readCommitted, type FedEvent, type FeedPosition, type Queryable } from '../persistence/journal-feed.js';
+import { checkpointName, type FeedSources, type ProjectionStore } from '../persistence/projection-store.js';
 import type { ProjectionHandler } from '../persistence/projections/projection.js';
 
 /** Something that follows the journal: a projection's tables, or the stream it is exported to. */
@@ -20,7 +23,10 @@ export interface Follower {
 }
 
 export interface ProjectionRunnerOptions {
+  /** The first database: checkpoints, leases and read models. */
   readonly pool: pg.Pool;
+  /** The journal's databases, in layout order (default: the first alone). */
+  readonly sources?: FeedSources;
   readonly store: ProjectionStore;
   readonly followers: readonly Follower[];
   /** Lag each follower is allowed (ms), by name. */
@@ -43,10 +49,16 @@ export interface ProjectionRunnerOptions {
 
 interface Held {
   readonly epoch: number;
-  prepared: boolean;
-  /** Over budget now: logged once when it crossed, once when it came back. */
-  lagging: boolean;
-  checkpoint: FeedPosition | null;
+  prepared: Promise<void> | undefined;
+  /** By source: where the last batch left it, and whether it is over budget now (logged once when it crossed, once when it came back). */
+  readonly sources: Map<number, { checkpoint: FeedPosition; lagging: boolean }>;
+}
+
+/** A stretch of the journal read from one source: shared by the followers of this process. */
+interface SharedRead {
+  readonly after: FeedPosition;
+  readonly events: Promise<readonly FedEvent[]>;
+  settled?: readonly FedEvent[];
 }
 
 export class ProjectionRunner {
@@ -67,18 +79,21 @@ export class ProjectionRunner {
    * takes the rest of it instead of reading. The followers start their batches together (one
    * nudge wakes them all), so a read still under way is shared too.
    */
-  private lastRead: { readonly after: FeedPosition; readonly events: Promise<readonly FedEvent[]>; settled?: readonly FedEvent[] } | undefined;
+  private readonly lastRead = new Map<number, SharedRead>();
+  private readonly sources: FeedSources;
 
-  constructor(private readonly options: ProjectionRunnerOptions) {}
+  constructor(private readonly options: ProjectionRunnerOptions) {
+    this.sources = options.sources ?? [options.pool];
+  }
 
   async start(): Promise<void> {
-    await this.options.store.ensure(this.options.budgets);
+    await this.options.store.ensure(this.options.budgets, this.sources.length);
     await this.leaseCycle();
     this.leaseTimer = setInterval(() => void this.leaseCycle(), Math.max(200, Math.floor(this.options.leaseMs / 3)));
     this.leaseTimer.unref();
     this.lagTimer = setInterval(() => void this.watchLag(), 1_000);
     this.lagTimer.unref();
-    for (const follower of this.options.followers) this.loops.push(this.follow(follower));
+    for (const follower of this.options.followers) for (const source of this.sources.keys()) this.loops.push(this.follow(follower, source));
   }
 
   /** New events were committed here: owners look at once instead of at their next poll. */
@@ -120,7 +135,7 @@ export class ProjectionRunner {
         }
         const epoch = await store.acquire(name, nodeId, incarnation, leaseMs);
         if (epoch !== null) {
-          this.held.set(name, { epoch, prepared: false, lagging: false, checkpoint: null });
+          this.held.set(name, { epoch, prepared: undefined, sources: new Map() });
           logger.info({ projection: name, epoch }, 'projection taken');
           this.nudge();
         }
@@ -130,7 +145,8 @@ export class ProjectionRunner {
     }
   }
 
-  private async follow(follower: Follower): Promise<void> {
+  private async follow(follower: Follower, source: number): Promise<void> {
+    const label = checkpointName(follower.name, source);
     const idleMs = this.options.idleMs ?? 100;
     const minGapMs = this.options.minGapMs ?? 50;
     // A failing follower (database away, JetStream disabled) backs off up to 10 s and says so
@@ -142,14 +158,14 @@ export class ProjectionRunner {
       const began = performance.now();
       const nudgesBefore = this.nudges;
       try {
-        applied = await this.batch(follower);
-        if (failures > 0) this.options.logger.info({ projection: follower.name, failures }, 'projection batches succeed again');
+        applied = await this.batch(follower, source);
+        if (failures > 0) this.options.logger.info({ projection: label, failures }, 'projection batches succeed again');
         failures = 0;
       } catch (error) {
         failures += 1;
         if (failures === 1 || Date.now() - lastWarned > 60_000) {
           lastWarned = Date.now();
-          this.options.logger.warn({ projection: follower.name, failures, err: (error as Error).message }, 'projection batch failed; retrying');
+          this.options.logger.warn({ projection: label, failures, err: (error as Error).message }, 'projection batch failed; retrying');
         }
         await this.backOff(Math.min(10_000, 250 * 2 ** Math.min(failures, 6)));
         continue;
@@ -185,14 +201,16 @@ export class ProjectionRunner {
     });
   }
 
-  /** One batch, if this process owns the follower: how many events it applied. */
-  private async batch(follower: Follower): Promise<number> {
+  /** One batch from `source`, if this process owns the follower: how many events it applied. */
+  private async batch(follower: Follower, source: number): Promise<number> {
     const held = this.held.get(follower.name);
     if (!held) return 0;
-    if (!held.prepared) {
-      await follower.prepare?.();
-      held.prepared = true;
-    }
+    // Once per ownership, whichever source's batch comes first; a failure is tried again.
+    held.prepared ??= Promise.resolve(follower.prepare?.()).catch((error: unknown) => {
+      held.prepared = undefined;
+      throw error;
+    });
+    await held.prepared;
     const { pool, store } = this.options;
     const client = await pool.connect();
     let broken: Error | undefined;
@@ -201,23 +219,26 @@ export class ProjectionRunner {
     };
     client.on('error', onError);
     try {
-      const checkpoint = await store.beginBatch(client, follower.name, held.epoch);
+      const checkpoint = await store.beginBatch(client, follower.name, held.epoch, source);
       if (!checkpoint) {
         await client.query('ROLLBACK');
-        this.held.delete(follower.name);
-        this.options.logger.warn({ projection: follower.name }, 'projection taken by another process; stopped following it here');
+        if (this.held.get(follower.name) === held) {
+          this.held.delete(follower.name);
+          this.options.logger.warn({ projection: follower.name }, 'projection taken by another process; stopped following it here');
+        }
         return 0;
       }
-      const events = (await this.readFromLast(checkpoint)) ?? (await this.read(client, checkpoint));
+      // The first database's events are read in the batch's own transaction; another's on its own connection.
+      const events = (await this.readFromLast(source, checkpoint)) ?? (await this.read(source, source === 0 ? client : this.sources[source]!, checkpoint));
       if (events.length === 0) {
         await client.query('COMMIT');
-        held.checkpoint = checkpoint;
+        this.placed(held, source, checkpoint);
         return 0;
       }
       await follower.apply(events, client);
       const last = events[events.length - 1]!;
-      await store.commitBatch(client, follower.name, last, events.length);
-      held.checkpoint = { tx: last.tx, position: last.position };
+      await store.commitBatch(client, follower.name, last, events.length, source);
+      this.placed(held, source, { tx: last.tx, position: last.position });
       return events.length;
     } catch (error) {
       await client.query('ROLLBACK').catch(() => undefined);
@@ -228,27 +249,33 @@ export class ProjectionRunner {
     }
   }
 
-  private read(client: pg.PoolClient, after: FeedPosition): Promise<readonly FedEvent[]> {
-    const events = readCommitted(client, after, this.options.batchSize ?? 500);
-    const read: NonNullable<ProjectionRunner['lastRead']> = { after, events };
-    this.lastRead = read;
+  private placed(held: Held, source: number, checkpoint: FeedPosition): void {
+    const at = held.sources.get(source);
+    if (at) at.checkpoint = checkpoint;
+    else held.sources.set(source, { checkpoint, lagging: false });
+  }
+
+  private read(source: number, db: Queryable, after: FeedPosition): Promise<readonly FedEvent[]> {
+    const events = readCommitted(db, after, this.options.batchSize ?? 500);
+    const read: SharedRead = { after, events };
+    this.lastRead.set(source, read);
     events.then(
       (done) => {
         read.settled = done;
       },
       () => {
-        if (this.lastRead === read) this.lastRead = undefined;
+        if (this.lastRead.get(source) === read) this.lastRead.delete(source);
       },
     );
     return events;
   }
 
   /**
-   * What the last read holds after `at`, when `at` is where it started (waiting for it, if it is
-   * under way) or one of its events; undefined otherwise, or when nothing is left.
+   * What the last read of `source` holds after `at`, when `at` is where it started (waiting for
+   * it, if it is under way) or one of its events; undefined otherwise, or when nothing is left.
    */
-  private async readFromLast(at: FeedPosition): Promise<readonly FedEvent[] | undefined> {
-    const last = this.lastRead;
+  private async readFromLast(source: number, at: FeedPosition): Promise<readonly FedEvent[] | undefined> {
+    const last = this.lastRead.get(source);
     if (!last) return undefined;
     const same = (p: FeedPosition): boolean => p.tx === at.tx && p.position === at.position;
     let events: readonly FedEvent[];
@@ -266,22 +293,24 @@ export class ProjectionRunner {
     return from < events.length ? events.slice(from) : undefined;
   }
 
-  /** Logs, once per episode, a follower this process owns going over its lag budget, and coming back. */
+  /** Logs, once per episode, a follower this process owns going over its lag budget in a source, and coming back. */
   private async watchLag(): Promise<void> {
     for (const [name, held] of this.held) {
-      if (!held.checkpoint) continue;
       const budget = this.options.budgets.get(name) ?? 2_000;
-      try {
-        const { lagMs, lagEvents } = await lagBehind(this.options.pool, held.checkpoint, 10_000);
-        if (lagMs > budget && !held.lagging) {
-          held.lagging = true;
-          this.options.logger.warn({ projection: name, lagMs, lagEvents, budgetMs: budget }, 'projection over its lag budget');
-        } else if (lagMs <= budget && held.lagging) {
-          held.lagging = false;
-          this.options.logger.info({ projection: name, lagMs, budgetMs: budget }, 'projection back within its lag budget');
+      for (const [source, at] of held.sources) {
+        const projection = checkpointName(name, source);
+        try {
+          const { lagMs, lagEvents } = await lagBehind(this.sources[source]!, at.checkpoint, 10_000);
+          if (lagMs > budget && !at.lagging) {
+            at.lagging = true;
+            this.options.logger.warn({ projection, lagMs, lagEvents, budgetMs: budget }, 'projection over its lag budget');
+          } else if (lagMs <= budget && at.lagging) {
+            at.lagging = false;
+            this.options.logger.info({ projection, lagMs, budgetMs: budget }, 'projection back within its lag budget');
+          }
+        } catch {
+          // the database is away: the batches say so
         }
-      } catch {
-        // the database is away: the batches say so
       }
     }
   }

@@ -2,7 +2,7 @@
 // budget (CONTRACT.md section 8): what `ppos projections`, the demo and the dashboard show.
 import type pg from 'pg';
 import { lagBehind } from '../persistence/journal-feed.js';
-import { ProjectionStore, type ProjectionRow } from '../persistence/projection-store.js';
+import { ProjectionStore, type FeedSources, type ProjectionRow } from '../persistence/projection-store.js';
 
 export type ProjectionStatus = 'ok' | 'lagging' | 'stalled' | 'rebuilding';
 
@@ -26,12 +26,19 @@ export function statusOf(row: ProjectionRow, lagMs: number, lagEvents: number): 
   return lagMs > row.budgetMs ? 'lagging' : 'ok';
 }
 
-/** `countUpTo`: how far to count the events waiting (a sampler that needs only the lag's age passes 1). */
-export async function projectionReports(pool: pg.Pool, countUpTo?: number): Promise<ProjectionReport[]> {
+/**
+ * A report per checkpoint row: a projection's own (the first database's events), and with
+ * several databases one `<name>@<n>` per other database, its lag measured in that database.
+ * `countUpTo`: how far to count the events waiting (a sampler that needs only the lag's age passes 1).
+ */
+export async function projectionReports(pool: pg.Pool, countUpTo?: number, sources: FeedSources = [pool]): Promise<ProjectionReport[]> {
   const store = new ProjectionStore(pool);
   const reports: ProjectionReport[] = [];
   for (const row of await store.rows()) {
-    const { lagMs, lagEvents } = await lagBehind(pool, row.checkpoint, countUpTo);
+    const source = sources[row.source];
+    // A row of a database this journal no longer lists (the layout check refuses that): nothing to measure against.
+    if (!source) continue;
+    const { lagMs, lagEvents } = await lagBehind(source, row.checkpoint, countUpTo);
     reports.push({ name: row.name, position: row.checkpoint.position, lagMs, lagEvents, budgetMs: row.budgetMs, status: statusOf(row, lagMs, lagEvents), owner: row.owner });
   }
   return reports;

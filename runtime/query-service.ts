@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { describeIssues } from '../actors/schema.js';
 import { FEED_START, isAfter, lagBehind, type FeedPosition } from '../persistence/journal-feed.js';
 import { parseCommitToken } from '../persistence/pg-journal.js';
-import type { ProjectionStore } from '../persistence/projection-store.js';
+import type { FeedSources, ProjectionStore } from '../persistence/projection-store.js';
 import type { ProjectionHandler } from '../persistence/projections/projection.js';
 import { Limiter } from './limiter.js';
 
@@ -37,11 +37,17 @@ export class QueryService {
   /** Queries read the node's pool: a few at a time, so a flood of them cannot starve appends. */
   private readonly reads = new Limiter(4, 1_000);
 
+  private readonly sources: FeedSources;
+
+  /** `sources`: the journal's databases in layout order (default: `pool`'s alone). */
   constructor(
     private readonly pool: pg.Pool,
     private readonly store: ProjectionStore,
     private readonly projections: ReadonlyMap<string, ProjectionHandler>,
-  ) {}
+    sources?: FeedSources,
+  ) {
+    this.sources = sources ?? [pool];
+  }
 
   async answer(name: string, body: Uint8Array): Promise<QueryReply> {
     const handler = this.projections.get(name);
@@ -59,10 +65,11 @@ export class QueryService {
     if (typeof where === 'string') return bad(where);
     const token = request.after === undefined ? null : parseCommitToken(request.after);
     if (request.after !== undefined && !token) return bad('after: not a commit token (use the `token` of a command reply)');
+    if (token && token.database >= this.sources.length) return bad(`after: the token names journal database ${token.database + 1}; this journal has ${this.sources.length}`);
     try {
       // Waiting holds no read slot: it only looks at the checkpoint now and then.
       if (token) {
-        const reached = await this.waitFor(name, { tx: token.tx.toString(), position: token.position }, request.timeoutMs ?? DEFAULT_WAIT_MS);
+        const reached = await this.waitFor(name, token.database, { tx: token.tx.toString(), position: token.position }, request.timeoutMs ?? DEFAULT_WAIT_MS);
         if (!reached.ok) {
           return { ok: false, error: { code: 'STALE', message: `projection ${name} has not reached that commit within ${request.timeoutMs ?? DEFAULT_WAIT_MS} ms`, lagMs: reached.lagMs } };
         }
@@ -72,8 +79,7 @@ export class QueryService {
     }
     const run = this.reads.tryRun(async (): Promise<QueryReply> => {
       const page = await handler.query(this.pool, where, request.limit ?? DEFAULT_QUERY_LIMIT, request.cursor);
-      const row = await this.store.row(name);
-      const { lagMs } = await lagBehind(this.pool, row?.checkpoint ?? FEED_START, 1);
+      const lagMs = await this.lagOf(name);
       return { ok: true, rows: page.rows, ...(page.next !== undefined ? { next: page.next } : {}), lagMs };
     });
     if (!run) return { ok: false, error: { code: 'UNAVAILABLE', message: 'too many queries at once; retry' } };
@@ -84,13 +90,26 @@ export class QueryService {
     }
   }
 
-  /** Waits until the projection's checkpoint is at or past `commit`. */
-  private async waitFor(name: string, commit: FeedPosition, timeoutMs: number): Promise<{ ok: true } | { ok: false; lagMs: number }> {
+  /**
+   * How stale the projection is: the oldest unapplied event's age, over the databases that
+   * answer (the read model is read from the first; a database that is away adds nothing new
+   * for it to miss until it is back).
+   */
+  private async lagOf(name: string): Promise<number> {
+    const lags = await Promise.allSettled(
+      this.sources.map(async (source, index) => (await lagBehind(source, (await this.store.row(name, this.pool, index))?.checkpoint ?? FEED_START, 1)).lagMs),
+    );
+    if (lags[0]?.status === 'rejected') throw lags[0].reason;
+    return Math.max(0, ...lags.flatMap((lag) => (lag.status === 'fulfilled' ? [lag.value] : [])));
+  }
+
+  /** Waits until the projection's checkpoint in `source` is at or past `commit`. */
+  private async waitFor(name: string, source: number, commit: FeedPosition, timeoutMs: number): Promise<{ ok: true } | { ok: false; lagMs: number }> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const row = await this.store.row(name);
+      const row = await this.store.row(name, this.pool, source);
       if (row && !isAfter(commit, row.checkpoint)) return { ok: true };
-      if (Date.now() >= deadline) return { ok: false, lagMs: (await lagBehind(this.pool, row?.checkpoint ?? FEED_START, 1)).lagMs };
+      if (Date.now() >= deadline) return { ok: false, lagMs: (await lagBehind(this.sources[source]!, row?.checkpoint ?? FEED_START, 1)).lagMs };
       await sleep(Math.min(25, Math.max(1, deadline - Date.now())));
     }
   }

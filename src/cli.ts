@@ -124,7 +124,7 @@ async function auditAll(journal: ShardedJournal) {
   const store = new ProjectionStore(journal.first.pool);
   const known = new Set((await store.rows()).map((row) => row.name));
   const audits = [];
-  for (const handler of builtInProjections.values()) if (known.has(handler.name)) audits.push(await auditProjection(journal.first.pool, store, handler));
+  for (const handler of builtInProjections.values()) if (known.has(handler.name)) audits.push(await auditProjection(journal.first.pool, store, handler, journal.sources));
   return audits;
 }
 

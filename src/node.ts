@@ -90,6 +90,7 @@ export async function startNode(config: NodeConfig, rootLogger: Logger, deps: No
   });
   const journal = opened.journal;
   const firstPool = journal.first.pool;
+  const sources = journal.sources;
   const misordered = await firstProblem(journal.parts, (part) =>
     readOrderProblem(part.pool).catch((error: Error) => `cannot check the journal's read order: ${error.message}`),
   );
@@ -230,7 +231,7 @@ export async function startNode(config: NodeConfig, rootLogger: Logger, deps: No
     logger,
     ownership,
     sagaAlarms: (ref) => sagas.alarmsOf(ref),
-    queries: new QueryService(firstPool, projectionStore, builtInProjections),
+    queries: new QueryService(firstPool, projectionStore, builtInProjections, sources),
   });
   try {
     await service.start();
@@ -245,6 +246,7 @@ export async function startNode(config: NodeConfig, rootLogger: Logger, deps: No
   );
   const runner = new ProjectionRunner({
     pool: firstPool,
+    sources,
     store: projectionStore,
     followers,
     budgets: new Map(config.followers.map((name) => [name, config.lagBudgets.get(name) ?? 2_000])),
@@ -275,7 +277,7 @@ export async function startNode(config: NodeConfig, rootLogger: Logger, deps: No
         mailboxDepth: () => registry.totalMailboxDepth(),
         shardsOwned: () => ownership.heldShards().length,
         // The lag's age only: a scrape does not count the events waiting.
-        projectionLags: async () => new Map((await projectionReports(firstPool, 1)).map((r) => [r.name, r.lagMs])),
+        projectionLags: async () => new Map((await projectionReports(firstPool, 1, sources)).map((r) => [r.name, r.lagMs])),
         timersFired: () => timersRef?.fired ?? 0,
         timersOverdue: () => journal.overdueTimers(ownership.heldShards(), Date.now(), 100_000),
       },

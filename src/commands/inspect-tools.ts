@@ -305,7 +305,7 @@ export function registerInspectionTools(program: Command, helpers: CliHelpers): 
             logger,
             token,
             maxStreams,
-            projections: () => projectionReports(opened.journal.first.pool),
+            projections: () => projectionReports(opened.journal.first.pool, undefined, opened.journal.sources),
           });
           // A generated token is shown this once, in the URL to open; a given one is never echoed.
           writeOut(`ppos dashboard: ${generatedToken === undefined ? dashboard.url : `${dashboard.url}?token=${generatedToken}`}\n`);

@@ -43,7 +43,7 @@ export function registerProjectionCommands(program: Command, helpers: CliHelpers
     .withConnection(program.command('projections').description('every projection and the journal export: position, lag, budget, status'))
     .option('--json', 'one JSON document on stdout')
     .action(async (options: CommandOptions) => {
-      const reports = await helpers.withJournal(options, (journal) => projectionReports(journal.first.pool));
+      const reports = await helpers.withJournal(options, (journal) => projectionReports(journal.first.pool, undefined, journal.sources));
       if (options.json) {
         printJson(reports.map(({ owner: _owner, ...report }) => report));
         return;
@@ -63,10 +63,7 @@ export function registerProjectionCommands(program: Command, helpers: CliHelpers
       const options = command.optsWithGlobals<CommandOptions>();
       const handler = builtInProjections.get(name);
       if (!handler) throw new UsageError(`no projection ${JSON.stringify(name)}; known: ${[...builtInProjections.keys()].join(', ')}`);
-      const audit = await helpers.withJournal(options, (journal) => {
-        const pool = journal.first.pool;
-        return rebuildProjection(pool, handler);
-      });
+      const audit = await helpers.withJournal(options, (journal) => rebuildProjection(journal.first.pool, handler, undefined, journal.sources));
       printJson({
         projection: name,
         events_processed: audit.eventsProcessed,

@@ -2,7 +2,8 @@
 // machine's shared server holds the first, a server this file starts holds the second, so
 // cutting the second is a real process stop. Each actor's events, dedupe records and lease live
 // in its shard's database; a node given another list is refused; stopping one server makes only
-// its shards UNAVAILABLE while the others go on; verify reads both.
+// its shards UNAVAILABLE while the others go on; the projections and the export follow both
+// databases, each with its own checkpoint; verify and rebuild read both.
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { databaseOfShard } from '../../persistence/database-layout.js';
@@ -12,7 +13,9 @@ import type { PrivateNatsServer } from '../../src/nats-server.js';
 import type { RunningNode } from '../../src/node.js';
 import type { Reply } from '../../runtime/envelope.js';
 import { shardOf } from '../../runtime/sharding.js';
+import type { QueryReply } from '../../runtime/query-service.js';
 import { runCli } from '../helpers/cli.js';
+import { readJournalStream } from '../helpers/journal-stream.js';
 import { startTestNode } from '../helpers/node.js';
 import { SecondPostgres } from '../helpers/second-postgres.js';
 import { createTestDatabase, startNats, type TestDatabase } from '../helpers/services.js';
@@ -43,6 +46,16 @@ const code = (reply: Reply): string => (reply.ok ? 'OK' : reply.error.code);
 
 const bothUrls = (): string => `${first.url},${second.url}`;
 
+const query = async (body: unknown, timeoutMs = 15_000): Promise<QueryReply> =>
+  (await client.request('ppos.query.stock', JSON.stringify(body), timeoutMs)) as unknown as QueryReply;
+
+/** The stock row of `id`, once the projection includes the commit `token` names. */
+async function stockAfter(id: string, token: string): Promise<Record<string, unknown> | undefined> {
+  const reply = await query({ where: { id }, after: token, timeoutMs: 10_000 });
+  if (!reply.ok) throw new Error(JSON.stringify(reply));
+  return reply.rows[0];
+}
+
 async function rowsOf(table: string, id: string): Promise<[number, number]> {
   const sql = `SELECT count(*)::int AS n FROM ${table} WHERE actor_id = $1`;
   const [a, b] = await Promise.all([first.query<{ n: number }>(sql, [id]), secondPool.query<{ n: number }>(sql, [id])]);
@@ -53,7 +66,7 @@ beforeAll(async () => {
   [first, second, nats] = await Promise.all([createTestDatabase(), SecondPostgres.start(), startNats()]);
   secondPool = new pg.Pool({ connectionString: second.url, max: 2 });
   secondPool.on('error', () => undefined);
-  node = await startTestNode(nats.url, bothUrls(), { shardCount: SHARDS, leaseMs: LEASE_MS, followers: [] });
+  node = await startTestNode(nats.url, bothUrls(), { shardCount: SHARDS, leaseMs: LEASE_MS, followers: ['stock', 'workorders', 'export'] });
   client = await PposClient.connect(nats.url);
 }, 120_000);
 
@@ -110,6 +123,39 @@ describe('the journal over two databases', () => {
     }
   });
 
+  it("the stock projection reads each database in its own order: a query after a command's token sees it, whichever database", async () => {
+    for (const index of [0, 1]) {
+      const [id] = idsIn(index, 1, 'proj');
+      const reply = await send(id!, 'Receive', { qty: 7 }, `${id}-proj`);
+      expect(reply.ok && parseCommitToken(reply.token!)?.database).toBe(index);
+      if (!reply.ok) return;
+      expect(await stockAfter(id!, reply.token!)).toMatchObject({ id, onHand: 7, available: 7 });
+    }
+    // One checkpoint row per database, under the projection's one lease.
+    const rows = await first.query<{ name: string }>("SELECT name FROM ppos_projections WHERE name LIKE 'stock%' ORDER BY name");
+    expect(rows.rows.map((row) => row.name)).toEqual(['stock', 'stock@2']);
+    const listed = await runCli(['projections', '--json'], { PPOS_DATABASE_URL: bothUrls(), PPOS_NATS_URL: nats.url });
+    expect(listed.code, listed.stderr).toBe(0);
+    expect((JSON.parse(listed.stdout) as { name: string }[]).map((r) => r.name)).toEqual(expect.arrayContaining(['stock', 'stock@2', 'export', 'export@2']));
+  });
+
+  it('exports every event of both databases to the stream once, each actor in its order', async () => {
+    const expected = Number((await first.query<{ n: number }>('SELECT count(*)::int AS n FROM ppos_events')).rows[0]!.n) +
+      Number((await secondPool.query<{ n: number }>('SELECT count(*)::int AS n FROM ppos_events')).rows[0]!.n);
+    const streamed = await waitFor('the export to catch up', async () => {
+      const read = await readJournalStream(nats.url);
+      return read.length >= expected ? read : undefined;
+    });
+    expect(new Set(streamed.map((m) => m.msgId)).size).toBe(streamed.length);
+    expect(streamed.length).toBe(expected);
+    const lastSeq = new Map<string, number>();
+    for (const m of streamed) {
+      const key = `${m.body.kind}/${m.body.id}`;
+      expect(m.body.seq).toBe((lastSeq.get(key) ?? 0) + 1);
+      lastSeq.set(key, m.body.seq);
+    }
+  });
+
   it("stopping the second database's server makes only its actors UNAVAILABLE, and they answer again once it is back", async () => {
     const home = idsIn(0, 4, 'cut');
     const away = idsIn(1, 4, 'cut');
@@ -126,16 +172,27 @@ describe('the journal over two databases', () => {
         Promise.all(away.map((id) => send(id, 'Reserve', { reservationId: `r${n}`, qty: 1 }, `${id}-during-${n}`))),
       ]);
       for (const reply of homeReplies) expect(code(reply), JSON.stringify(reply)).toBe('OK');
+      // The projection goes on applying the first database's events meanwhile.
+      const last = homeReplies[homeReplies.length - 1]!;
+      if (n % 5 === 1 && last.ok) expect(await stockAfter(home[home.length - 1]!, last.token!)).toMatchObject({ reserved: n });
       for (const reply of awayReplies) expect(code(reply), JSON.stringify(reply)).toBe('UNAVAILABLE');
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
     expect(n).toBeGreaterThan(2);
 
     await second.restart();
-    await waitFor('the second database serving again', async () => {
+    const after = await waitFor('the second database serving again', async () => {
       const replies = await Promise.all(away.map((id) => send(id, 'Reserve', { reservationId: 'after', qty: 1 }, `${id}-after`)));
-      return replies.every((reply) => reply.ok) || undefined;
+      return replies.every((reply) => reply.ok) ? replies : undefined;
     }, 30_000);
+    // Its followers catch up from their checkpoints: a write made there is read back.
+    const last = after[after.length - 1]!;
+    expect(last.ok && (await stockAfter(away[away.length - 1]!, last.token!))).toMatchObject({ reserved: 1 });
+    await waitFor('every follower back within budget', async () => {
+      const listed = await runCli(['projections', '--json'], { PPOS_DATABASE_URL: bothUrls(), PPOS_NATS_URL: nats.url });
+      const reports = JSON.parse(listed.stdout) as { name: string; status: string }[];
+      return reports.length === 6 && reports.every((r) => r.status === 'ok') ? reports : undefined;
+    });
     // Nothing of the refused commands was written; everything of the first database's was.
     for (const id of away) expect(await rowsOf('ppos_events', id)).toEqual([0, 2]);
     for (const id of home) expect(await rowsOf('ppos_events', id)).toEqual([n + 1, 0]);
@@ -149,7 +206,19 @@ describe('the journal over two databases', () => {
     expect(history.stdout).toContain('Reserved');
     const verified = await runCli(['verify', '--all'], env);
     expect(verified.code, verified.stderr + verified.stdout).toBe(0);
-    const record = JSON.parse(verified.stdout) as { confidence_status: string; actors_checked?: number };
+    const record = JSON.parse(verified.stdout) as { confidence_status: string; projections_changed: number };
     expect(record.confidence_status).toBe('trusted');
+    expect(record.projections_changed).toBe(0);
+
+    // A hand edit of the row of an actor in the second database is caught, and a rebuild mends it.
+    await first.query('UPDATE ppos_proj_stock SET on_hand = on_hand + 1000, available = available + 1000 WHERE id = $1', [away]);
+    const tampered = await runCli(['verify', '--all'], env);
+    expect(tampered.code).toBe(1);
+    expect(JSON.parse(tampered.stdout)).toMatchObject({ confidence_status: 'suspect', projections_changed: 1 });
+    const rebuilt = await runCli(['projections', 'rebuild', 'stock'], env);
+    expect(rebuilt.code, rebuilt.stderr).toBe(0);
+    expect(JSON.parse(rebuilt.stdout)).toMatchObject({ projection: 'stock', projections_changed: 1 });
+    const again = await runCli(['verify', '--all'], env);
+    expect(JSON.parse(again.stdout)).toMatchObject({ confidence_status: 'trusted', projections_changed: 0 });
   }, 60_000);
 });
