@@ -5,8 +5,7 @@ import pg from 'pg';
 import stringify from 'safe-stable-stringify';
 import { actorKinds } from '../actors/index.js';
 import type { WorkOrderContext } from '../actors/workorder.js';
-import type { StoredReply } from '../persistence/journal.js';
-import type { PgJournal } from '../persistence/pg-journal.js';
+import type { Journal, StoredReply } from '../persistence/journal.js';
 import { RESERVED_ID_PREFIX, type Reply } from '../runtime/envelope.js';
 import { loadState } from '../runtime/recovery.js';
 import type { CommandRecord } from './workload.js';
@@ -57,14 +56,22 @@ function sameRecorded(stored: StoredReply, reply: Reply): boolean {
   return false;
 }
 
+/** Rows of `sql` from every database of the journal, one list (each actor's rows come from one database). */
+export async function rowsOfAll<R extends pg.QueryResultRow>(pools: readonly pg.Pool[], sql: string): Promise<R[]> {
+  return (await Promise.all(pools.map(async (pool) => (await pool.query<R>(sql)).rows))).flat();
+}
+
+const byActorThenSeq = (a: { kind?: string; actor_id: string; seq: number }, b: { kind?: string; actor_id: string; seq: number }): number =>
+  (a.kind ?? '') !== (b.kind ?? '') ? ((a.kind ?? '') < (b.kind ?? '') ? -1 : 1) : a.actor_id !== b.actor_id ? (a.actor_id < b.actor_id ? -1 : 1) : a.seq - b.seq;
+
 function invariant(name: string, failures: string[], okDetail: string): Invariant {
   const shown = failures.slice(0, 5).join('; ');
   return { name, ok: failures.length === 0, detail: failures.length === 0 ? okDetail : `${failures.length} failure(s): ${shown}` };
 }
 
-export async function checkLedger(admin: pg.Pool, ledger: ReadonlyMap<string, CommandRecord>): Promise<LedgerFindings> {
-  const events = (await admin.query<EventRow>('SELECT kind, actor_id, seq, type, data, message_id FROM ppos_events ORDER BY kind, actor_id, seq')).rows;
-  const dedupe = (await admin.query<DedupeRow>('SELECT kind, actor_id, message_id, reply FROM ppos_dedupe')).rows;
+export async function checkLedger(admins: readonly pg.Pool[], ledger: ReadonlyMap<string, CommandRecord>): Promise<LedgerFindings> {
+  const events = (await rowsOfAll<EventRow>(admins, 'SELECT kind, actor_id, seq, type, data, message_id FROM ppos_events')).sort(byActorThenSeq);
+  const dedupe = await rowsOfAll<DedupeRow>(admins, 'SELECT kind, actor_id, message_id, reply FROM ppos_dedupe');
   const bySeq = new Map<string, EventRow>();
   const byMessage = new Map<string, EventRow[]>();
   for (const row of events) {
@@ -160,7 +167,7 @@ export async function checkLedger(admin: pg.Pool, ledger: ReadonlyMap<string, Co
 }
 
 /** Every saga settled: no starting command still pending, and no work order left mid-saga. */
-export async function checkSagasSettled(journal: PgJournal): Promise<Invariant> {
+export async function checkSagasSettled(journal: Journal): Promise<Invariant> {
   const failures: string[] = [];
   for (const ref of await journal.openSagas()) failures.push(`${ref.kind}/${ref.id} has a pending saga reply`);
   const kind = actorKinds.get('workorder')!;
@@ -187,15 +194,16 @@ interface HoldRow {
  * so it is counted here), none expired before its deadline, and none still open longer than
  * `lateMs` past it, with nodes running. `nowMs`: the database's clock at the check.
  */
-export async function checkHolds(admin: pg.Pool, lateMs: number): Promise<Invariant & { holds: number; expired: number }> {
+export async function checkHolds(admins: readonly pg.Pool[], lateMs: number): Promise<Invariant & { holds: number; expired: number }> {
   const rows = (
-    await admin.query<HoldRow>(
+    await rowsOfAll<HoldRow>(
+      admins,
       `SELECT actor_id, seq, type, data->>'reservationId' AS reservation_id, data->>'expiresAt' AS expires_at,
               (extract(epoch FROM recorded_at) * 1000)::float8 AS recorded_ms
-       FROM ppos_events WHERE kind = 'inventory' AND type IN ('Reserved', 'Released', 'Consumed', 'HoldExpired') ORDER BY actor_id, seq`,
+       FROM ppos_events WHERE kind = 'inventory' AND type IN ('Reserved', 'Released', 'Consumed', 'HoldExpired')`,
     )
-  ).rows;
-  const nowMs = Number((await admin.query<{ now_ms: number }>('SELECT (extract(epoch FROM now()) * 1000)::float8 AS now_ms')).rows[0]!.now_ms);
+  ).sort(byActorThenSeq);
+  const nowMs = Number((await admins[0]!.query<{ now_ms: number }>('SELECT (extract(epoch FROM now()) * 1000)::float8 AS now_ms')).rows[0]!.now_ms);
   const failures: string[] = [];
   const open = new Map<string, { expiresAt: number | null; closes: number }>();
   let holds = 0;

@@ -7,7 +7,10 @@ import { once } from 'node:events';
 import pg from 'pg';
 import { JOURNAL_TYPES } from '../persistence/pg-types.js';
 import { ulid } from 'ulid';
+import { databaseOfShard } from '../persistence/database-layout.js';
 import { PgJournal } from '../persistence/pg-journal.js';
+import { ShardedJournal } from '../persistence/sharded-journal.js';
+import { shardOf } from '../runtime/sharding.js';
 import type { EvidenceRecord } from '../runtime/verify.js';
 import { PposClient } from '../src/client.js';
 import { PrivateNatsServer } from '../src/nats-server.js';
@@ -18,7 +21,7 @@ import { checkHolds, checkLedger, checkSagasSettled, type Invariant } from './ch
 /** How long past its deadline a hold may stay open while nodes run (timer polls, faults just healed). */
 const HOLD_LATE_MS = 10_000;
 import { checkStream, LagSampler, waitForFollowers } from './eventual.js';
-import { FAULT_KINDS, FaultInjector, planFaults, type FaultKind } from './faults.js';
+import { FAULT_KINDS, FaultInjector, planFaults, type FaultKind, type FaultRecord } from './faults.js';
 import { MULTI_NODE_READY, NodeSet } from './nodes.js';
 import { Workload, type WorkloadStats } from './workload.js';
 
@@ -26,7 +29,9 @@ export interface ChaosOptions {
   readonly seed: number;
   readonly minutes: number;
   readonly nodes: number;
-  /** A PostgreSQL URL allowed to CREATE DATABASE; the run gets its own database there. */
+  /** Databases the journal spreads its shards over (default 1), all in the server of `pgAdminUrl`. */
+  readonly databases?: number;
+  /** A PostgreSQL URL allowed to CREATE DATABASE; the run gets its own database(s) there. */
   readonly pgAdminUrl?: string;
   /** Progress lines (stderr by default). */
   readonly log?: (line: string) => void;
@@ -47,6 +52,7 @@ export interface ChaosResult {
   seed: number;
   minutes: number;
   nodes: number;
+  databases: number;
   reproduce: string;
   workload: WorkloadStats;
   unacknowledged: number;
@@ -59,7 +65,7 @@ export interface ChaosResult {
   invariants: Invariant[];
   evidence: EvidenceRecord | null;
   seconds: number;
-  /** The run's database URL when it was kept (a failed run with keepFailedDatabase). */
+  /** The run's database URL(s) when kept (a failed run with keepFailedDatabase). */
   keptDatabase: string | null;
 }
 
@@ -108,16 +114,27 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
         'run with --nodes 1, or set MULTI_NODE_READY in chaos/nodes.ts once ownership with fencing has landed',
     );
   }
+  const databases = options.databases ?? 1;
+  if (!Number.isSafeInteger(databases) || databases < 1 || databases > 8) throw new ChaosUsageError('--databases must be a whole number from 1 to 8');
   const started = performance.now();
   const runMs = Math.round(options.minutes * 60_000);
-  const reproduce = `npm run chaos -- --seed ${options.seed} --minutes ${options.minutes}${options.nodes > 1 ? ` --nodes ${options.nodes}` : ''}`;
-  log(`chaos: seed ${options.seed}, ${options.minutes} minute(s), ${options.nodes} node(s); reproduce with: ${reproduce}`);
+  const reproduce =
+    `npm run chaos -- --seed ${options.seed} --minutes ${options.minutes}${options.nodes > 1 ? ` --nodes ${options.nodes}` : ''}` +
+    (databases > 1 ? ` --databases ${databases}` : '');
+  log(`chaos: seed ${options.seed}, ${options.minutes} minute(s), ${options.nodes} node(s), ${databases} database(s); reproduce with: ${reproduce}`);
 
   const adminUrl = options.pgAdminUrl ?? DEFAULT_PG_ADMIN_URL;
-  const dbName = `ppos_chaos_${options.seed}_${ulid().toLowerCase().slice(-8)}`;
-  const dbUrl = new URL(adminUrl);
-  dbUrl.pathname = `/${dbName}`;
-  const databaseUrl = dbUrl.toString();
+  const runTag = `ppos_chaos_${options.seed}_${ulid().toLowerCase().slice(-8)}`;
+  const dbNames = databases === 1 ? [runTag] : Array.from({ length: databases }, (_, i) => `${runTag}_d${i + 1}`);
+  const databaseUrls = dbNames.map((name) => {
+    const url = new URL(adminUrl);
+    url.pathname = `/${name}`;
+    return url.toString();
+  });
+  const databaseUrl = databaseUrls.join(',');
+  // The shard count the nodes run with (the default): which database an actor lives in.
+  const SHARDS = 256;
+  const databaseOf = (ref: { kind: string; id: string }): number => databaseOfShard(shardOf(ref, SHARDS), { databases, shards: SHARDS });
 
   const nodeLogs = new Map<string, string[]>();
   const nodeErrors: string[] = [];
@@ -126,9 +143,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   let nats: PrivateNatsServer | undefined;
   let nodes: NodeSet | undefined;
   let client: PposClient | undefined;
-  let admin: pg.Pool | undefined;
-  let journal: PgJournal | undefined;
-  let dbCreated = false;
+  let admins: pg.Pool[] = [];
+  let journal: ShardedJournal | undefined;
+  const dbCreated: string[] = [];
   let keep = false;
   // If the driver's own process exits abruptly: nothing stays paused or running.
   const emergency = (): void => {
@@ -143,8 +160,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     const creator = new pg.Client({ connectionString: adminUrl });
     await creator.connect();
     try {
-      await creator.query(`CREATE DATABASE ${dbName}`);
-      dbCreated = true;
+      for (const name of dbNames) {
+        await creator.query(`CREATE DATABASE ${name}`);
+        dbCreated.push(name);
+      }
     } finally {
       await creator.end();
     }
@@ -157,7 +176,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     nodes = new NodeSet({
       count: options.nodes,
       natsUrl: nats.url,
-      databaseUrl,
+      databaseUrls,
       args,
       env: { PPOS_SAGA_RESUME_MS: '1000', PPOS_LOG_LEVEL: 'info' },
       onLog: (nodeId, line) => {
@@ -184,11 +203,17 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
         log(`!! ${nodeId} exited on its own (code ${code}); last log lines:\n${(nodeLogs.get(nodeId) ?? []).slice(-30).join('\n')}`);
       },
     });
-    log(`database ${dbName}, nats ${nats.url}, nodes ${args.join(' ')}`);
+    log(`database${dbNames.length > 1 ? 's' : ''} ${dbNames.join(', ')}, nats ${nats.url}, nodes ${args.join(' ')}`);
     await nodes.start();
-    admin = new pg.Pool({ connectionString: databaseUrl, max: 3, types: JOURNAL_TYPES });
-    admin.on('error', () => undefined);
-    journal = new PgJournal({ connectionString: databaseUrl, poolSize: 2 });
+    admins = databaseUrls.map((url) => {
+      const pool = new pg.Pool({ connectionString: url, max: 3, types: JOURNAL_TYPES });
+      pool.on('error', () => undefined);
+      return pool;
+    });
+    journal = new ShardedJournal(
+      databaseUrls.map((url) => new PgJournal({ connectionString: url, poolSize: 2 })),
+      SHARDS,
+    );
     client = await PposClient.connect(nats.url, 'ppos-chaos');
 
     const workload = new Workload({
@@ -206,16 +231,22 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     });
     await workload.seedStock();
     const probeRef = { kind: 'inventory', id: 'probe' };
+    // An actor outside the last database (several databases): a cut of that database must not reach it.
+    let elsewhereIndex = 0;
+    while (databases > 1 && databaseOf({ kind: 'inventory', id: `probe-elsewhere-${elsewhereIndex}` }) === databases - 1) elsewhereIndex += 1;
+    const elsewhereRef = { kind: 'inventory', id: `probe-elsewhere-${elsewhereIndex}` };
     const injector = new FaultInjector({
       nodes,
       nats,
-      admin,
+      admins,
       probe: async () => (await workload.command(probeRef, 'Receive', { qty: 1 }, { duplicates: false, patient: true }))?.ok === true,
+      // Answered while the cut lasts (the cut is lifted only after it), within a few seconds, or it counts as refused.
+      probeElsewhere: async () => (await workload.command(elsewhereRef, 'Receive', { qty: 1 }, { duplicates: false, patient: true, deadlineMs: 3_000 }))?.ok === true,
       log,
     });
-    const lags = new LagSampler(admin);
+    const lags = new LagSampler(admins[0]!, admins);
     lags.start();
-    const plan = planFaults(options.seed, Math.ceil(runMs / 1_000), options.nodes, TIMEOUT_MS[1], options.nodes > 1 ? leaseMs + 2_000 : 3_500);
+    const plan = planFaults(options.seed, Math.ceil(runMs / 1_000), options.nodes, TIMEOUT_MS[1], options.nodes > 1 ? leaseMs + 2_000 : 3_500, databases);
     const endAt = Date.now() + runMs;
     const running = workload.run();
     const progress = setInterval(() => {
@@ -236,7 +267,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     }
     // Every fault lifted (a node that died on its own is already being started again).
     for (const node of nodes.nodes) {
-      node.proxy.restore();
+      for (const proxy of node.proxies) proxy.restore();
       nodes.resume(node);
       await node.process?.ready.catch(() => undefined);
     }
@@ -251,21 +282,22 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
 
     log('waiting for the holds that are due to expire');
     const holdsDeadline = Date.now() + 30_000;
-    let holds = await checkHolds(admin, HOLD_LATE_MS);
+    let holds = await checkHolds(admins, HOLD_LATE_MS);
     while (!holds.ok && Date.now() < holdsDeadline) {
       await sleep(250);
-      holds = await checkHolds(admin, HOLD_LATE_MS);
+      holds = await checkHolds(admins, HOLD_LATE_MS);
     }
 
     log('waiting for the projections and the export to catch up');
-    const caughtUp = await waitForFollowers(admin, 60_000);
+    const caughtUp = await waitForFollowers(admins, 60_000);
     lags.stop();
 
     log('checking: the ledger against the journal, sagas, ppos verify --all (projections included), the stream');
-    const ledger = await checkLedger(admin, workload.ledger);
+    const ledger = await checkLedger(admins, workload.ledger);
     const sagas = await checkSagasSettled(journal);
     const verified = await cliVerify(databaseUrl, nats.url);
-    const stream = await checkStream(admin, nats.url);
+    const stream = await checkStream(admins, nats.url);
+    const crossing = databases > 1 ? await sagasAcrossDatabases(journal, databaseOf) : null;
     const exitCodes = await nodes.stopAll();
 
     const faults = Object.fromEntries(FAULT_KINDS.map((k) => [k, injector.done.filter((f) => f.kind === k).length])) as Record<FaultKind, number>;
@@ -310,6 +342,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       },
       { name: 'no_protocol_anomalies', ok: workload.stats.anomalies.length === 0, detail: workload.stats.anomalies.length === 0 ? 'no ID_REUSED, BAD_REQUEST or UNKNOWN_COMMAND for a correct client' : workload.stats.anomalies.slice(0, 5).join('; ') },
       { name: 'every_fault_recovered', ok: unrecovered.length === 0, detail: unrecovered.length === 0 ? `${injector.done.length} faults, the system answered after each` : `no answer after: ${unrecovered.join(', ')}` },
+      ...(databases > 1 ? [cutsStayedLocal(injector.done), crossing!] : []),
       { name: 'no_node_died_on_its_own', ok: unexpectedExits.length === 0, detail: unexpectedExits.length === 0 ? 'only the faults killed nodes' : unexpectedExits.join('; ') },
       {
         name: 'nodes_drain_on_sigterm',
@@ -322,6 +355,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       seed: options.seed,
       minutes: options.minutes,
       nodes: options.nodes,
+      databases,
       reproduce,
       workload: workload.stats,
       unacknowledged: ledger.unackedApplied + ledger.unackedNotApplied,
@@ -348,12 +382,44 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     await nodes?.destroy().catch(() => undefined);
     await nats?.stop().catch(() => undefined);
     await journal?.close().catch(() => undefined);
-    await admin?.end().catch(() => undefined);
-    if (dbCreated && !keep) {
+    await Promise.all(admins.map((admin) => admin.end().catch(() => undefined)));
+    if (dbCreated.length > 0 && !keep) {
       const dropper = new pg.Client({ connectionString: adminUrl });
       await dropper.connect();
-      await dropper.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`).catch(() => undefined);
+      for (const name of dbCreated) await dropper.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).catch(() => undefined);
       await dropper.end();
     }
   }
+}
+
+/** Each database cut (several databases): every command to an actor of another database meanwhile was answered. */
+function cutsStayedLocal(faults: readonly FaultRecord[]): Invariant {
+  const cuts = faults.filter((f) => f.kind === 'db_cut' && f.elsewhere);
+  const leaked = cuts.filter((f) => f.elsewhere!.refused > 0).map((f) => `${f.elsewhere!.refused} of ${f.elsewhere!.sent} refused`);
+  const sent = cuts.reduce((n, f) => n + f.elsewhere!.sent, 0);
+  return {
+    name: 'database_cut_stays_local',
+    ok: cuts.length > 0 && leaked.length === 0,
+    detail:
+      cuts.length === 0
+        ? 'no database was cut (run longer)'
+        : leaked.length === 0
+          ? `${cuts.length} cut(s) of the last database: all ${sent} commands to actors of the others answered meanwhile`
+          : `during a cut of the last database, commands to the others were refused: ${leaked.join('; ')}`,
+  };
+}
+
+/** Work orders whose saga reached inventories in another database than their own (several databases): the crossing was exercised. */
+async function sagasAcrossDatabases(journal: ShardedJournal, databaseOf: (ref: { kind: string; id: string }) => number): Promise<Invariant> {
+  let crossing = 0;
+  const orders = await journal.listActors('workorder');
+  for (const ref of orders) {
+    const created = (await journal.readEvents(ref, 0, 1))[0]?.event as { type?: string; bom?: { sku: string }[] } | undefined;
+    if (created?.type === 'Created' && (created.bom ?? []).some((line) => databaseOf({ kind: 'inventory', id: line.sku }) !== databaseOf(ref))) crossing += 1;
+  }
+  return {
+    name: 'sagas_across_databases',
+    ok: crossing > 0,
+    detail: `${crossing} of ${orders.length} work orders reserve stock in another database than their own (every saga settled: sagas_settled)`,
+  };
 }

@@ -6,10 +6,10 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import type pg from 'pg';
 import { lagBehind } from '../persistence/journal-feed.js';
-import { ProjectionStore } from '../persistence/projection-store.js';
+import { ProjectionStore, type FeedSources } from '../persistence/projection-store.js';
 import { JOURNAL_STREAM } from '../runtime/journal-export.js';
 import { projectionReports } from '../runtime/projection-status.js';
-import type { Invariant } from './checks.js';
+import { rowsOfAll, type Invariant } from './checks.js';
 import type { FaultRecord } from './faults.js';
 
 /** A fault's effect on lag must be gone this long after it was lifted. */
@@ -28,12 +28,16 @@ export class LagSampler {
   readonly samples: LagSample[] = [];
   private timer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly pool: pg.Pool) {}
+  /** `pool`: the first database; `sources`: every database of the journal. */
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly sources: FeedSources = [pool],
+  ) {}
 
   start(everyMs = 500): void {
     const sample = (): void => {
       const at = performance.now();
-      projectionReports(this.pool).then(
+      projectionReports(this.pool, undefined, this.sources).then(
         (reports) => {
           if (reports.length > 0) this.samples.push({ at, over: reports.filter((r) => r.lagMs > r.budgetMs).map((r) => r.name) });
         },
@@ -70,25 +74,32 @@ export class LagSampler {
   }
 }
 
-/** Waits until every follower has applied everything committed. */
-export async function waitForFollowers(pool: pg.Pool, deadlineMs: number): Promise<Invariant> {
-  const store = new ProjectionStore(pool);
+/** Waits until every follower has applied everything committed, in every database (`sources`, in layout order; the first holds the checkpoints). */
+export async function waitForFollowers(sources: readonly pg.Pool[], deadlineMs: number): Promise<Invariant> {
+  const store = new ProjectionStore(sources[0]!);
   const deadline = Date.now() + deadlineMs;
   let behind: string[] = [];
   while (Date.now() < deadline) {
     behind = [];
     for (const row of await store.rows()) {
-      const { lagEvents } = await lagBehind(pool, row.checkpoint);
+      const { lagEvents } = await lagBehind(sources[row.source]!, row.checkpoint);
       if (lagEvents > 0) behind.push(`${row.name} ${lagEvents} events behind`);
     }
     if (behind.length === 0) {
-      // Caught up, each has applied exactly as many events as the journal holds (nothing here
+      // Caught up, each has applied exactly as many events as its database holds (nothing here
       // rebuilds): one applied twice, or skipped, shows in the count even where the read model
       // or the stream's duplicate window would hide it.
-      const journaled = Number((await pool.query('SELECT count(*) AS n FROM ppos_events')).rows[0].n);
-      const miscounted = (await store.rows()).filter((row) => row.appliedEvents !== journaled).map((row) => `${row.name} applied ${row.appliedEvents} events, the journal holds ${journaled}`);
+      const journaled = await Promise.all(sources.map(async (pool) => Number((await pool.query('SELECT count(*) AS n FROM ppos_events')).rows[0].n)));
+      const miscounted = (await store.rows())
+        .filter((row) => row.appliedEvents !== journaled[row.source])
+        .map((row) => `${row.name} applied ${row.appliedEvents} events, its database holds ${journaled[row.source]}`);
       if (miscounted.length > 0) return { name: 'followers_caught_up', ok: false, detail: miscounted.join(', ') };
-      return { name: 'followers_caught_up', ok: true, detail: `stock, workorders and the export applied every committed event once (${journaled})` };
+      const total = journaled.reduce((sum, n) => sum + n, 0);
+      return {
+        name: 'followers_caught_up',
+        ok: true,
+        detail: `stock, workorders and the export applied every committed event once (${total}${sources.length > 1 ? ` over ${sources.length} databases: ${journaled.join(' + ')}` : ''})`,
+      };
     }
     await sleep(250);
   }
@@ -96,8 +107,8 @@ export async function waitForFollowers(pool: pg.Pool, deadlineMs: number): Promi
 }
 
 /** The stream against the journal: each event once under its Nats-Msg-Id, in the journal's order. */
-export async function checkStream(pool: pg.Pool, natsUrl: string): Promise<Invariant> {
-  const journal = (await pool.query<{ id: string }>("SELECT kind || '/' || actor_id || '/' || seq AS id FROM ppos_events ORDER BY tx, position")).rows.map((r) => r.id);
+export async function checkStream(pools: readonly pg.Pool[], natsUrl: string): Promise<Invariant> {
+  const journal = (await rowsOfAll<{ id: string }>(pools, "SELECT kind || '/' || actor_id || '/' || seq AS id FROM ppos_events ORDER BY tx, position")).map((r) => r.id);
   const nc = await connect({ servers: natsUrl });
   try {
     const total = (await (await jetstreamManager(nc)).streams.info(JOURNAL_STREAM)).state.messages;

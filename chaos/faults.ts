@@ -7,15 +7,17 @@ import type { PrivateNatsServer } from '../src/nats-server.js';
 import { Random } from '../src/random.js';
 import type { ChaosNode, NodeSet } from './nodes.js';
 
-export const FAULT_KINDS = ['sigkill', 'pg_terminate', 'pg_refuse', 'nats_restart', 'sigstop'] as const;
+export const FAULT_KINDS = ['sigkill', 'pg_terminate', 'pg_refuse', 'nats_restart', 'sigstop', 'db_cut'] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
+/** The faults a run injects: a database cut only with several databases (with one it is pg_refuse). */
+export const faultKindsFor = (databases: number): readonly FaultKind[] => (databases > 1 ? FAULT_KINDS : FAULT_KINDS.filter((kind) => kind !== 'db_cut'));
 
 export interface PlannedFault {
   readonly kind: FaultKind;
   /** Pause before it, after the previous fault was lifted and answered. */
   readonly gapMs: number;
   readonly node: number;
-  /** How long the database refuses, the broker is down, or the node is paused. */
+  /** How long the database refuses (one node's, or one database for every node), the broker is down, or the node is paused. */
   readonly durationMs: number;
   /**
    * Aim at the node that runs this journal follower (a projection or the export) instead,
@@ -35,9 +37,13 @@ export interface FaultRecord {
   /** performance.now() when it was lifted. */
   liftedAt: number | null;
   detail: string;
+  /** A database cut: commands to actors of the other databases meanwhile, and how many were refused (must be none). */
+  elsewhere?: { sent: number; refused: number };
 }
 
-const WEIGHTS: Record<FaultKind, number> = { sigkill: 0.38, pg_terminate: 0.2, pg_refuse: 0.12, nats_restart: 0.1, sigstop: 0.2 };
+const WEIGHTS: Record<FaultKind, number> = { sigkill: 0.38, pg_terminate: 0.2, pg_refuse: 0.12, nats_restart: 0.1, sigstop: 0.2, db_cut: 0 };
+/** With several databases a database cut takes a share of its own, the others' weights scaled down. */
+const DB_CUT_WEIGHT = 0.15;
 
 /** The first five faults are one of each kind (every run, however short, sees them all). */
 /**
@@ -45,16 +51,18 @@ const WEIGHTS: Record<FaultKind, number> = { sigkill: 0.38, pg_terminate: 0.2, p
  * `pauseExtraMs`: by up to this much more (past a shard lease, with several nodes, so the
  * paused owner is fenced out and must not append when it wakes).
  */
-export function planFaults(seed: number, count: number, nodes: number, pauseOverMs: number, pauseExtraMs = 3_500): PlannedFault[] {
+export function planFaults(seed: number, count: number, nodes: number, pauseOverMs: number, pauseExtraMs = 3_500, databases = 1): PlannedFault[] {
   const random = new Random(seed * 31 + 7);
-  const kinds: FaultKind[] = [...FAULT_KINDS];
+  const possible = faultKindsFor(databases);
+  const weight = (kind: FaultKind): number => (databases > 1 ? (kind === 'db_cut' ? DB_CUT_WEIGHT : WEIGHTS[kind] * (1 - DB_CUT_WEIGHT)) : WEIGHTS[kind]);
+  const kinds: FaultKind[] = [...possible];
   for (let i = kinds.length - 1; i > 0; i -= 1) {
     const j = random.int(0, i);
     [kinds[i], kinds[j]] = [kinds[j]!, kinds[i]!];
   }
   while (kinds.length < count) {
     let roll = random.next();
-    const kind = FAULT_KINDS.find((k) => (roll -= WEIGHTS[k]) < 0) ?? 'sigkill';
+    const kind = possible.find((k) => (roll -= weight(k)) < 0) ?? 'sigkill';
     kinds.push(kind);
   }
   return kinds.slice(0, count).map((kind) => ({
@@ -62,18 +70,20 @@ export function planFaults(seed: number, count: number, nodes: number, pauseOver
     gapMs: random.int(500, 3_500),
     node: random.int(0, nodes - 1),
     durationMs:
-      kind === 'pg_refuse' ? random.int(1_500, 5_000) : kind === 'nats_restart' ? random.int(0, 2_000) : kind === 'sigstop' ? pauseOverMs + random.int(500, pauseExtraMs) : 0,
-    atFollower: kind !== 'nats_restart' && random.chance(0.5) ? random.pick(FOLLOWERS) : null,
+      kind === 'pg_refuse' || kind === 'db_cut' ? random.int(1_500, 5_000) : kind === 'nats_restart' ? random.int(0, 2_000) : kind === 'sigstop' ? pauseOverMs + random.int(500, pauseExtraMs) : 0,
+    atFollower: kind !== 'nats_restart' && kind !== 'db_cut' && random.chance(0.5) ? random.pick(FOLLOWERS) : null,
   }));
 }
 
 export interface InjectorOptions {
   readonly nodes: NodeSet;
   readonly nats: PrivateNatsServer;
-  /** Admin access to the run's database, around the proxies. */
-  readonly admin: pg.Pool;
+  /** Admin access to the run's databases, around the proxies, in layout order (the first holds the followers' rows). */
+  readonly admins: readonly pg.Pool[];
   /** Resolves once a journaled command is acknowledged again. */
   readonly probe: () => Promise<boolean>;
+  /** With several databases: one command to an actor outside the last database, answered within the normal timeout. */
+  readonly probeElsewhere?: () => Promise<boolean>;
   readonly log: (line: string) => void;
 }
 
@@ -95,7 +105,7 @@ export class FaultInjector {
 
   /** The node that owns a follower now, if one does. */
   private async followerOwner(name: string): Promise<ChaosNode | undefined> {
-    const row = await this.options.admin.query<{ owner: string | null }>('SELECT owner FROM ppos_projections WHERE name = $1', [name]).catch(() => null);
+    const row = await this.options.admins[0]!.query<{ owner: string | null }>('SELECT owner FROM ppos_projections WHERE name = $1', [name]).catch(() => null);
     const owner = row?.rows[0]?.owner;
     return this.options.nodes.nodes.find((n) => n.id === owner);
   }
@@ -120,10 +130,27 @@ export class FaultInjector {
         break;
       }
       case 'pg_refuse': {
-        node.proxy.refuse();
+        for (const proxy of node.proxies) proxy.refuse();
         await sleep(fault.durationMs);
-        node.proxy.restore();
+        for (const proxy of node.proxies) proxy.restore();
         lifted = performance.now();
+        break;
+      }
+      case 'db_cut': {
+        // The last database goes away for every node; the actors of the others must go on.
+        const cut = this.options.nodes.nodes.map((n) => n.proxies[n.proxies.length - 1]!);
+        for (const proxy of cut) proxy.refuse();
+        const elsewhere = { sent: 0, refused: 0 };
+        const until = performance.now() + fault.durationMs;
+        while (performance.now() < until) {
+          elsewhere.sent += 1;
+          if (!(await this.options.probeElsewhere!())) elsewhere.refused += 1;
+          await sleep(100);
+        }
+        for (const proxy of cut) proxy.restore();
+        lifted = performance.now();
+        record.elsewhere = elsewhere;
+        record.detail = `database ${node.proxies.length} cut for every node; ${elsewhere.sent - elsewhere.refused} of ${elsewhere.sent} commands elsewhere answered`;
         break;
       }
       case 'nats_restart': {
@@ -149,23 +176,33 @@ export class FaultInjector {
    * (an append in flight: its commit is then ambiguous to the node), else whatever it holds.
    */
   private async terminateBackends(node: ChaosNode): Promise<string> {
-    const { admin } = this.options;
+    const { admins } = this.options;
     const deadline = Date.now() + 1_500;
     let busy = 0;
     let total = 0;
     for (;;) {
-      const rows = await admin.query<{ pid: number; state: string }>(
-        'SELECT pid, state FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1',
-        [node.applicationName],
-      );
-      const active = rows.rows.filter((r) => r.state === 'active');
+      const rows = (
+        await Promise.all(
+          admins.map((admin) =>
+            admin.query<{ pid: number; state: string }>('SELECT pid, state FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1', [
+              node.applicationName,
+            ]),
+          ),
+        )
+      ).flatMap((result) => result.rows);
+      const active = rows.filter((r) => r.state === 'active');
       if (active.length > 0 || Date.now() > deadline) {
-        const killed = await admin.query<{ ok: boolean }>(
-          'SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1',
-          [node.applicationName],
-        );
+        const killed = (
+          await Promise.all(
+            admins.map((admin) =>
+              admin.query<{ ok: boolean }>('SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1', [
+                node.applicationName,
+              ]),
+            ),
+          )
+        ).flatMap((result) => result.rows);
         busy = active.length;
-        total = killed.rows.filter((r) => r.ok).length;
+        total = killed.filter((r) => r.ok).length;
         break;
       }
       await sleep(5);

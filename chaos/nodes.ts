@@ -1,5 +1,5 @@
-// The `ppos start` children under chaos: each node reaches PostgreSQL through its own proxy
-// (so its database can "go down" alone) under its own application_name (so its backends can be
+// The `ppos start` children under chaos: each node reaches each database through its own proxy
+// (so its PostgreSQL can "go down" for it alone, or one database for everyone) under its own application_name (so its backends can be
 // terminated alone), and is killed, paused and restarted by the fault injector.
 import { NodeProcess } from '../src/spawn.js';
 import { ChaosProxy } from './tcp-proxy.js';
@@ -14,8 +14,8 @@ export const MULTI_NODE_READY = true;
 export interface NodeSetOptions {
   readonly count: number;
   readonly natsUrl: string;
-  /** Direct URL of the run's database; each node gets it through its own proxy. */
-  readonly databaseUrl: string;
+  /** Direct URLs of the run's databases, in layout order; each node gets them through proxies of its own. */
+  readonly databaseUrls: readonly string[];
   readonly args: readonly string[];
   readonly env: Record<string, string>;
   /** Each stderr line of each node (pino JSON). */
@@ -29,7 +29,8 @@ export interface ChaosNode {
   readonly id: string;
   /** application_name of its PostgreSQL connections. */
   readonly applicationName: string;
-  readonly proxy: ChaosProxy;
+  /** One per database, in layout order. */
+  readonly proxies: readonly ChaosProxy[];
   process: NodeProcess | null;
   paused: boolean;
   /** Set while the driver itself takes the process down, so its exit is expected. */
@@ -43,11 +44,15 @@ export class NodeSet {
   constructor(private readonly options: NodeSetOptions) {}
 
   async start(): Promise<void> {
-    const target = new URL(this.options.databaseUrl);
     for (let index = 0; index < this.options.count; index += 1) {
       const id = `chaos-n${index + 1}`;
-      const proxy = await ChaosProxy.start(target.hostname, Number(target.port || 5432));
-      this.nodes.push({ index, id, applicationName: `ppos-${id}`, proxy, process: null, paused: false, expectingExit: false, starts: 0 });
+      const proxies = await Promise.all(
+        this.options.databaseUrls.map((url) => {
+          const target = new URL(url);
+          return ChaosProxy.start(target.hostname, Number(target.port || 5432));
+        }),
+      );
+      this.nodes.push({ index, id, applicationName: `ppos-${id}`, proxies, process: null, paused: false, expectingExit: false, starts: 0 });
     }
     await Promise.all(this.nodes.map((node) => this.launch(node)));
   }
@@ -59,7 +64,7 @@ export class NodeSet {
     node.starts += 1;
     const child = new NodeProcess({
       nats: this.options.natsUrl,
-      databaseUrl: node.proxy.urlFor(this.options.databaseUrl, node.applicationName),
+      databaseUrl: this.options.databaseUrls.map((url, i) => node.proxies[i]!.urlFor(url, node.applicationName)).join(','),
       nodeId: node.id,
       args: this.options.args,
       env: this.options.env,
@@ -118,7 +123,7 @@ export class NodeSet {
       node.expectingExit = true;
     }
     await Promise.all(this.nodes.map((node) => node.process?.crash()));
-    await Promise.all(this.nodes.map((node) => node.proxy.close()));
+    await Promise.all(this.nodes.flatMap((node) => node.proxies.map((proxy) => proxy.close())));
   }
 
   /** Synchronous, for a process 'exit' handler. */

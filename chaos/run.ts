@@ -1,19 +1,19 @@
 #!/usr/bin/env node
-// `npm run chaos -- --seed N --minutes M [--nodes K] [--json] [--keep-db]`: one chaos run, its summary
+// `npm run chaos -- --seed N --minutes M [--nodes K] [--databases D] [--json] [--keep-db]`: one chaos run, its summary
 // table on stdout, exit 0 only when every invariant held (1 on a failure, 2 on bad usage).
 import { parseArgs } from 'node:util';
 import { ChaosUsageError, runChaos } from './driver.js';
 import { formatSummary } from './summary.js';
 
 async function main(): Promise<number> {
-  let values: { seed?: string; minutes?: string; nodes?: string; json?: boolean; 'pg-url'?: string; 'keep-db'?: boolean };
+  let values: { seed?: string; minutes?: string; nodes?: string; databases?: string; json?: boolean; 'pg-url'?: string; 'keep-db'?: boolean };
   try {
     ({ values } = parseArgs({
-      options: { seed: { type: 'string' }, minutes: { type: 'string' }, nodes: { type: 'string' }, json: { type: 'boolean' }, 'pg-url': { type: 'string' }, 'keep-db': { type: 'boolean' } },
+      options: { seed: { type: 'string' }, minutes: { type: 'string' }, nodes: { type: 'string' }, databases: { type: 'string' }, json: { type: 'boolean' }, 'pg-url': { type: 'string' }, 'keep-db': { type: 'boolean' } },
       strict: true,
     }));
   } catch (error) {
-    process.stderr.write(`chaos: ${(error as Error).message}\nusage: npm run chaos -- --seed N --minutes M [--nodes K] [--json] [--pg-url URL] [--keep-db]\n`);
+    process.stderr.write(`chaos: ${(error as Error).message}\nusage: npm run chaos -- --seed N --minutes M [--nodes K] [--databases D] [--json] [--pg-url URL] [--keep-db]\n`);
     return 2;
   }
   const seed = values.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : Number(values.seed);
@@ -23,6 +23,7 @@ async function main(): Promise<number> {
       seed,
       minutes: values.minutes === undefined ? 5 : Number(values.minutes),
       nodes: values.nodes === undefined ? 1 : Number(values.nodes),
+      databases: values.databases === undefined ? 1 : Number(values.databases),
       ...(values['pg-url'] ? { pgAdminUrl: values['pg-url'] } : {}),
       keepFailedDatabase: values['keep-db'] ?? false,
     });

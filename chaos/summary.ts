@@ -13,7 +13,7 @@ export function formatSummary(r: ChaosResult): string {
     .map(([reason, n]) => `${reason} ${n}`)
     .join(', ');
   const rows: [string, unknown][] = [
-    ['seed / minutes / nodes', `${r.seed} / ${r.minutes} / ${r.nodes}`],
+    ['seed / minutes / nodes / databases', `${r.seed} / ${r.minutes} / ${r.nodes} / ${r.databases}`],
     ['commands (unique message ids)', s.commands],
     ['requests sent (retries and copies incl.)', s.deliveries],
     ['acknowledged', s.acks],

@@ -69,6 +69,8 @@ export interface CommandOptions {
   readonly duplicates?: boolean;
   /** Never give up early (default false): stock and probes must land. */
   readonly patient?: boolean;
+  /** Give up after this long instead of the workload's deadline (a probe that must be answered promptly). */
+  readonly deadlineMs?: number;
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
@@ -140,7 +142,7 @@ export class Workload {
       ref,
       type,
       payload,
-      deadlineMs: impatient ? this.random.int(...(this.options.giveUpAfterMs ?? [500, 2_000])) : this.options.commandDeadlineMs,
+      deadlineMs: impatient ? this.random.int(...(this.options.giveUpAfterMs ?? [500, 2_000])) : (options.deadlineMs ?? this.options.commandDeadlineMs),
       copies: 1,
       attempts: 0,
       first: null,

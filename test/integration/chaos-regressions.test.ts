@@ -130,7 +130,7 @@ describe('chaos seed 2: PostgreSQL terminating a connection just as the pool han
     const nodes = new NodeSet({
       count: 1,
       natsUrl: nats.url,
-      databaseUrl: db.url,
+      databaseUrls: [db.url],
       args: ['--snapshot-every', '5'],
       env: {},
       onLog: () => undefined,
