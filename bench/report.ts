@@ -4,6 +4,7 @@ import type { BaselineBResult } from './baseline-b.js';
 import type { ClusterRow } from './cluster.js';
 import type { LoadResult } from './load.js';
 import type { HistoryResult } from './history.js';
+import type { DatabasesResult } from './databases.js';
 import type { EventualResult } from './eventual.js';
 import type { TimersResult } from './timers.js';
 import type { HttpCostResult } from './http.js';
@@ -38,6 +39,7 @@ export interface BenchResults {
   readonly cluster?: ClusterRow[];
   readonly history?: HistoryResult;
   readonly eventual?: EventualResult;
+  readonly databases?: DatabasesResult;
   readonly timers?: TimersResult;
   readonly http?: HttpCostResult;
   readonly notes: string[];
@@ -332,6 +334,43 @@ export function renderReport(results: BenchResults): string {
     );
     out.push('');
     out.push(`Holds set at ${n0(t.setPerSecond)}/s (commands); fired and expired at ${n0(t.firedPerSecond)}/s (${n0(t.holds)} in ${n0(t.drainMs)} ms after their deadline): ${(t.firedPerSecond / t.setPerSecond).toFixed(2)}× the command rate.`);
+    out.push('');
+  }
+
+  if (results.databases) {
+    const d = results.databases;
+    const mean = (rs: readonly LoadResult[]): number => rs.reduce((sum, r) => sum + r.perSecond, 0) / Math.max(1, rs.length);
+    const meanOf = (rs: readonly LoadResult[], pick: (r: LoadResult) => number): number => rs.reduce((sum, r) => sum + pick(r), 0) / Math.max(1, rs.length);
+    out.push('## The journal over one database and over two');
+    out.push('');
+    out.push(
+      `The ${n0(results.ppos?.[0]?.workload.actors ?? 1000)}-actor workload against a node given one database and against one given two (\`--db URL1,URL2\`: ` +
+        'the shards split in halves), `--followers none`, alternately, after one unmeasured round of each. Both databases are in this machine\'s one ' +
+        'PostgreSQL server, so the second brings no cores of its own: this is the cost of spreading, not the gain of separate servers.',
+    );
+    out.push('');
+    out.push(
+      table(
+        ['outstanding', 'cmd/s, 1 database', 'cmd/s, 2 databases', '2 ÷ 1', 'PostgreSQL CPU 1 / 2', 'node CPU 1 / 2'],
+        d.rows.map((r) => [
+          String(r.outstanding),
+          n0(mean(r.one)),
+          n0(mean(r.two)),
+          ratio(mean(r.two), mean(r.one)),
+          `${pct(meanOf(r.one, (x) => x.postgresCpu))} / ${pct(meanOf(r.two, (x) => x.postgresCpu))}`,
+          `${pct(meanOf(r.one, (x) => x.serverCpu))} / ${pct(meanOf(r.two, (x) => x.serverCpu))}`,
+        ]),
+      ),
+    );
+    out.push('');
+    const b = results.baselineB?.rowsPerSecond;
+    out.push(
+      b
+        ? `Paper estimate for separate servers: baseline B (bare batched inserts of the rows ppos writes) reached ${n0(b)} commands' rows/s on one PostgreSQL here; ` +
+            'no statement spans two databases, so with N servers like this one the journal\'s ceiling is about N × that ' +
+            `(${[2, 4, 8].map((n) => `${n}: ${n0(n * b)}/s`).join(', ')}), provided the nodes and NATS keep up (they become the bound first: see the ppos section).`
+        : 'Paper estimate for separate servers: run with the `b` section for baseline B; the journal\'s ceiling is about N × one server\'s, since no statement spans two databases.',
+    );
     out.push('');
   }
 

@@ -15,6 +15,7 @@ import { cpuPercent, readCpu } from './proc.js';
 import { runProfile } from './profile.js';
 import { clusterSection } from './cluster.js';
 import { historySection } from './history.js';
+import { databasesSection } from './databases.js';
 import { eventualSection } from './eventual.js';
 import { activationSection, crashSection, memorySection } from './recovery.js';
 import { timersSection } from './timers.js';
@@ -26,7 +27,7 @@ import { baselineBSection, comparisonSection, echoSection } from './throughput.j
 /** Below this (% of one core, whole machine), the machine counts as quiet for --wait-quiet. */
 const QUIET_BUSY_PERCENT = 30;
 
-const SECTIONS = ['echo', 'ppos', 'a', 'b', 'eventual', 'history', 'cluster', 'recovery', 'crash', 'memory', 'timers', 'http'] as const;
+const SECTIONS = ['echo', 'ppos', 'a', 'b', 'eventual', 'databases', 'history', 'cluster', 'recovery', 'crash', 'memory', 'timers', 'http'] as const;
 type Section = (typeof SECTIONS)[number];
 
 const FULL: Settings = {
@@ -60,7 +61,7 @@ const RESULTS_DIR = path.resolve(here, '..', '..', 'bench', 'results');
 
 function usage(): never {
   process.stderr.write(
-    'usage: npm run bench [-- --quick] [--only echo,ppos,a,b,eventual,history,cluster,recovery,crash,memory,timers,http] [--clients N] [--a-pool N] [--wait-quiet S] [--no-write]\n' +
+    'usage: npm run bench [-- --quick] [--only echo,ppos,a,b,eventual,databases,history,cluster,recovery,crash,memory,timers,http] [--clients N] [--a-pool N] [--wait-quiet S] [--no-write]\n' +
       '       npm run bench -- --profile [--quick]   (CPU profile of the node at 1000 actors, 64 outstanding)\n',
   );
   process.exit(2);
@@ -185,6 +186,7 @@ async function main(): Promise<void> {
     }
     if (only.has('b')) results.baselineB = await baselineBSection(ctx);
     if (only.has('eventual')) results.eventual = await eventualSection(ctx);
+    if (only.has('databases')) results.databases = await databasesSection(ctx);
     if (only.has('history')) results.history = await historySection(ctx);
     if (only.has('cluster')) results.cluster = await clusterSection(ctx);
     if (only.has('recovery')) results.activation = await activationSection(ctx);

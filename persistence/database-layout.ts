@@ -103,7 +103,11 @@ function layoutOf(recorded: readonly Recorded[], shards: number | undefined): nu
       }
     }
   } else if (first && recorded.length > 1) {
-    throw new LayoutError('the first database given has no record of the others: give every node the database URLs the journal was started with, in that order');
+    // Laid out by scripts/split-journal.sql, ids not recorded yet: every database must carry its place.
+    const unplaced = recorded.findIndex((r) => r.layout === null);
+    if (unplaced >= 0) {
+      throw new LayoutError(`database ${unplaced + 1} given has no record of this journal: give every node the database URLs the journal was started with, in that order`);
+    }
   }
   return recordedShards;
 }

@@ -232,6 +232,28 @@ const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX ppos_events_trace ON ppos_events (substr(traceparent, 4, 32)) WHERE traceparent IS NOT NULL;
     `,
   },
+  {
+    version: 10,
+    name: 'shard of an actor in SQL',
+    sql: `
+      -- An actor's shard as the runtime computes it (runtime/sharding.ts: FNV-1a of
+      -- '<kind>/<id>', 32 bits, modulo the shard count), for operators in plain SQL: which
+      -- database of several an actor's rows belong in (docs/several-databases.md), audits.
+      -- Ids and kinds are ASCII (CONTRACT.md), so bytes and the runtime's UTF-16 units agree.
+      CREATE FUNCTION ppos_shard_of(kind text, actor_id text, shards integer) RETURNS integer
+      LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $fn$
+      DECLARE
+        hash bigint := 2166136261;
+        bytes bytea := convert_to(kind || '/' || actor_id, 'UTF8');
+      BEGIN
+        FOR i IN 0 .. length(bytes) - 1 LOOP
+          hash := ((hash # get_byte(bytes, i)) * 16777619) % 4294967296;
+        END LOOP;
+        RETURN hash % shards;
+      END
+      $fn$;
+    `,
+  },
 ];
 
 /** An arbitrary constant naming ppos's migration lock among the database's advisory locks. */

@@ -96,6 +96,24 @@ describe('the journal over two databases', () => {
     expect(await leasesIn(secondPool)).toEqual([8, 9, 10, 11, 12, 13, 14, 15]);
   });
 
+  it('places actors by a rule SQL can compute too: ppos_shard_of agrees with the runtime', async () => {
+    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-';
+    let seed = 7;
+    const next = (n: number): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), seed % n);
+    const refs = Array.from({ length: 2_000 }, () => ({
+      kind: next(2) === 0 ? 'inventory' : 'workorder',
+      id: Array.from({ length: 1 + next(128) }, () => alphabet[next(alphabet.length)]).join(''),
+    }));
+    for (const shards of [16, 256, 1_000]) {
+      const sql = await first.query<{ shard: number }>('SELECT ppos_shard_of(k, i, $3) AS shard FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS r(k, i, n) ORDER BY n', [
+        refs.map((r) => r.kind),
+        refs.map((r) => r.id),
+        shards,
+      ]);
+      expect(sql.rows.map((row) => row.shard)).toEqual(refs.map((ref) => shardOf(ref, shards)));
+    }
+  });
+
   it('answers a repeat from the right database, and tokens name the database of the commit', async () => {
     const [id] = idsIn(1, 1, 'token');
     const reply = await send(id!, 'Receive', { qty: 4 }, 'token-once');
