@@ -222,6 +222,9 @@ describe('the journal over two databases', () => {
     const history = await runCli(['history', 'inventory', away!, '--json'], env);
     expect(history.code, history.stderr).toBe(0);
     expect(history.stdout).toContain('Reserved');
+    const then = await runCli(['state', 'inventory', away!, '--at', '1', '--json'], env);
+    expect(then.code, then.stderr).toBe(0);
+    expect(JSON.parse(then.stdout)).toMatchObject({ kind: 'inventory', id: away, state: { onHand: 10, reserved: 0 } });
     const verified = await runCli(['verify', '--all'], env);
     expect(verified.code, verified.stderr + verified.stdout).toBe(0);
     const record = JSON.parse(verified.stdout) as { confidence_status: string; projections_changed: number };
