@@ -17,13 +17,15 @@ export interface PlannedFault {
   /** Pause before it, after the previous fault was lifted and answered. */
   readonly gapMs: number;
   readonly node: number;
-  /** How long the database refuses (one node's, or one database for every node), the broker is down, or the node is paused. */
+  /** How long the database refuses (one node's, or one database for every node, refusing or silent), the broker is down, or the node is paused. */
   readonly durationMs: number;
   /**
    * Aim at the node that runs this journal follower (a projection or the export) instead,
    * so the fault lands on its batches: killed, paused, or cut from PostgreSQL mid-batch.
    */
   readonly atFollower: string | null;
+  /** A database cut that goes silent (connections kept open, nothing answered) instead of refusing. */
+  readonly silent?: boolean;
 }
 
 const FOLLOWERS = ['stock', 'workorders', 'export'] as const;
@@ -72,6 +74,7 @@ export function planFaults(seed: number, count: number, nodes: number, pauseOver
     durationMs:
       kind === 'pg_refuse' || kind === 'db_cut' ? random.int(1_500, 5_000) : kind === 'nats_restart' ? random.int(0, 2_000) : kind === 'sigstop' ? pauseOverMs + random.int(500, pauseExtraMs) : 0,
     atFollower: kind !== 'nats_restart' && kind !== 'db_cut' && random.chance(0.5) ? random.pick(FOLLOWERS) : null,
+    ...(kind === 'db_cut' ? { silent: random.chance(0.5) } : {}),
   }));
 }
 
@@ -139,7 +142,10 @@ export class FaultInjector {
       case 'db_cut': {
         // The last database goes away for every node; the actors of the others must go on.
         const cut = this.options.nodes.nodes.map((n) => n.proxies[n.proxies.length - 1]!);
-        for (const proxy of cut) proxy.refuse();
+        for (const proxy of cut) {
+          if (fault.silent) proxy.freeze();
+          else proxy.refuse();
+        }
         const elsewhere = { sent: 0, refused: 0 };
         const until = performance.now() + fault.durationMs;
         while (performance.now() < until) {
@@ -150,7 +156,7 @@ export class FaultInjector {
         for (const proxy of cut) proxy.restore();
         lifted = performance.now();
         record.elsewhere = elsewhere;
-        record.detail = `database ${node.proxies.length} cut for every node; ${elsewhere.sent - elsewhere.refused} of ${elsewhere.sent} commands elsewhere answered`;
+        record.detail = `database ${node.proxies.length} ${fault.silent ? 'silent' : 'refusing'} for every node; ${elsewhere.sent - elsewhere.refused} of ${elsewhere.sent} commands elsewhere answered`;
         break;
       }
       case 'nats_restart': {

@@ -1,11 +1,13 @@
 // A TCP proxy between a node and PostgreSQL that the chaos driver and the outage tests control:
 // `refuse()` (alias `cut()`) resets every open connection and refuses new ones (a database that
-// is down), `restore()` lets them through again. The machine's shared PostgreSQL is never touched.
+// is down), `freeze()` stops carrying bytes without closing anything (a database gone silent),
+// `restore()` lets them through again. The machine's shared PostgreSQL is never touched.
 import net from 'node:net';
 
 export class ChaosProxy {
   private readonly sockets = new Set<net.Socket>();
   private refusing = false;
+  private frozen = false;
 
   private constructor(
     private readonly server: net.Server,
@@ -61,8 +63,21 @@ export class ChaosProxy {
     this.sockets.clear();
   }
 
+  /**
+   * Every connection, open and new, stops carrying bytes without being closed: a database that
+   * went silent (a frozen server, a network dropping packets), the case a reset cannot show.
+   */
+  freeze(): void {
+    this.frozen = true;
+    for (const socket of this.sockets) socket.pause();
+  }
+
   restore(): void {
     this.refusing = false;
+    if (this.frozen) {
+      this.frozen = false;
+      for (const socket of this.sockets) socket.resume();
+    }
   }
 
   async close(): Promise<void> {
@@ -82,6 +97,7 @@ export class ChaosProxy {
     ] as const) {
       this.sockets.add(from);
       from.pipe(to);
+      if (this.frozen) from.pause();
       from.on('error', () => to.destroy());
       from.on('close', () => {
         this.sockets.delete(from);

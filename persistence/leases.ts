@@ -9,6 +9,7 @@
 // its own shards: the others are renewed, read and taken as usual.
 import type pg from 'pg';
 import { databaseOfShard, recordLayout, shardsOfDatabase, type DatabaseLayout } from './database-layout.js';
+import { withinMs } from './time-limit.js';
 
 export interface Lease {
   readonly shard: number;
@@ -50,12 +51,24 @@ const LOCK_IN_ORDER = 'SELECT shard FROM ppos_shard_leases WHERE shard = ANY($2:
 export class LeaseStore {
   private readonly membership: pg.Pool;
   private readonly journals: readonly pg.Pool[];
+  private readonly answerWithinMs: number;
   private shardCount = 0;
 
-  constructor(databases: pg.Pool | LeaseDatabases) {
+  /**
+   * `answerWithinMs`: how long a database may take to answer a lease or membership statement
+   * before it counts as not answering (shorter than a lease's safety margin, so a silent
+   * database cannot hold up the renewal of the others' shards).
+   */
+  constructor(databases: pg.Pool | LeaseDatabases, options: { answerWithinMs?: number } = {}) {
     const split = 'membership' in databases ? databases : { membership: databases, journals: [databases] };
     this.membership = split.membership;
     this.journals = split.journals;
+    this.answerWithinMs = options.answerWithinMs ?? 2_000;
+  }
+
+  /** A statement on the membership database, within the time limit. */
+  private member(sql: string, values: unknown[]): Promise<pg.QueryResult> {
+    return withinMs(this.answerWithinMs, this.membership.query(sql, values), 'the first database');
   }
 
   private get layout(): DatabaseLayout {
@@ -98,7 +111,7 @@ export class LeaseStore {
    * Returns the incarnation it replaced, if that one heartbeated within `ttlMs`.
    */
   async register(node: string, incarnation: string, ttlMs: number): Promise<{ incarnation: string; heartbeatAgoMs: number } | null> {
-    const result = await this.membership.query(
+    const result = await this.member(
       `WITH previous AS (
          SELECT incarnation, (extract(epoch FROM now() - heartbeat_at) * 1000)::float8 AS ago_ms FROM ppos_nodes WHERE node_id = $1 FOR UPDATE
        ), upserted AS (
@@ -116,7 +129,7 @@ export class LeaseStore {
   /** False when another process has registered under this node id since: this one must stop. */
   async heartbeat(node: string, incarnation: string, draining: boolean): Promise<boolean> {
     // A row deleted by hand is simply written again; one that names another incarnation is not.
-    const result = await this.membership.query(
+    const result = await this.member(
       `INSERT INTO ppos_nodes (node_id, incarnation, started_at, heartbeat_at, draining) VALUES ($1, $2, now(), now(), $3)
        ON CONFLICT (node_id) DO UPDATE SET heartbeat_at = now(), draining = ppos_nodes.draining OR $3
        WHERE ppos_nodes.incarnation = $2`,
@@ -127,7 +140,7 @@ export class LeaseStore {
 
   /** Nodes that heartbeated within `ttlMs` and are not draining, sorted. */
   async liveNodes(ttlMs: number): Promise<string[]> {
-    const result = await this.membership.query(
+    const result = await this.member(
       `SELECT node_id FROM ppos_nodes WHERE heartbeat_at > now() - make_interval(secs => $1::float8 / 1000) AND NOT draining ORDER BY node_id`,
       [ttlMs],
     );
@@ -138,9 +151,12 @@ export class LeaseStore {
   async leases(): Promise<Lease[]> {
     const answers = await Promise.allSettled(
       this.journals.map((pool) =>
-        pool.query(
-          `SELECT shard, owner, owner_incarnation, epoch, (extract(epoch FROM expires_at - now()) * 1000)::float8 AS remaining_ms
-           FROM ppos_shard_leases ORDER BY shard`,
+        withinMs(
+          this.answerWithinMs,
+          pool.query(
+            `SELECT shard, owner, owner_incarnation, epoch, (extract(epoch FROM expires_at - now()) * 1000)::float8 AS remaining_ms
+             FROM ppos_shard_leases ORDER BY shard`,
+          ),
         ),
       ),
     );
@@ -172,7 +188,7 @@ export class LeaseStore {
     const groups = this.byDatabase(shards.map((shard) => ({ shard })));
     const elsewhere = [...groups.keys()].some((index) => index > 0);
     const member = elsewhere
-      ? ((await this.membership.query('SELECT 1 FROM ppos_nodes WHERE node_id = $1 AND incarnation = $2', [node, incarnation])).rowCount ?? 0) > 0
+      ? ((await this.member('SELECT 1 FROM ppos_nodes WHERE node_id = $1 AND incarnation = $2', [node, incarnation])).rowCount ?? 0) > 0
       : false;
     return this.inEachDatabase(groups, async (pool, group, index) => {
       if (index > 0 && !member) return [];
@@ -190,8 +206,12 @@ export class LeaseStore {
     }).then(({ results }) => results);
   }
 
-  /** Extends leases this process still holds at the same epoch; see RenewResult. */
-  async renew(node: string, incarnation: string, held: readonly GrantedLease[], ttlMs: number): Promise<RenewResult> {
+  /**
+   * Extends leases this process still holds at the same epoch; see RenewResult. `onAnswer` hears
+   * each database's renewals as soon as that database answers: a slow one must not hold up
+   * the use of the others'.
+   */
+  async renew(node: string, incarnation: string, held: readonly GrantedLease[], ttlMs: number, onAnswer?: (renewed: GrantedLease[]) => void): Promise<RenewResult> {
     if (held.length === 0) return { renewed: [], unanswered: [] };
     const groups = this.byDatabase(held);
     const { results, failed } = await this.inEachDatabase(
@@ -205,17 +225,19 @@ export class LeaseStore {
            RETURNING l.shard, l.epoch`,
           [node, group.map((l) => l.shard), group.map((l) => l.epoch), ttlMs, incarnation],
         );
-        return result.rows.map((row) => ({ shard: row.shard as number, epoch: row.epoch as number }));
+        const renewed = result.rows.map((row) => ({ shard: row.shard as number, epoch: row.epoch as number }));
+        onAnswer?.(renewed);
+        return renewed;
       },
       { throwWhenAllFail: false },
     );
     return { renewed: results, unanswered: failed.flatMap((index) => groups.get(index)!.map((l) => l.shard)) };
   }
 
-  /** Gives a shard up at once (a clean handoff): the next owner need not wait for expiry. */
+  /** Gives a shard up at once (a clean handoff): the next owner need not wait for expiry. Throws only when no database answered. */
   async release(node: string, incarnation: string, leases: readonly GrantedLease[]): Promise<void> {
     if (leases.length === 0) return;
-    const { failed, firstError } = await this.inEachDatabase(this.byDatabase(leases), async (pool, group) => {
+    await this.inEachDatabase(this.byDatabase(leases), async (pool, group) => {
       await pool.query(
         `WITH locked AS MATERIALIZED (${LOCK_IN_ORDER})
          UPDATE ppos_shard_leases l SET owner = NULL, owner_incarnation = NULL, expires_at = now()
@@ -225,8 +247,7 @@ export class LeaseStore {
       );
       return [];
     });
-    // The leases of a database that did not answer expire on their own.
-    if (failed.length > 0) throw firstError;
+    // The leases of a database that did not answer expire on their own; the others were released.
   }
 
   /**
@@ -239,7 +260,7 @@ export class LeaseStore {
     { throwWhenAllFail = true } = {},
   ): Promise<{ results: R[]; failed: number[]; firstError: unknown }> {
     const indexes = [...groups.keys()];
-    const answers = await Promise.allSettled(indexes.map((index) => work(this.journals[index]!, groups.get(index)!, index)));
+    const answers = await Promise.allSettled(indexes.map((index) => withinMs(this.answerWithinMs, work(this.journals[index]!, groups.get(index)!, index))));
     const results: R[] = [];
     const failed: number[] = [];
     let firstError: unknown;
@@ -256,6 +277,6 @@ export class LeaseStore {
 
   /** Leaves the member list, unless another process has taken the node id over meanwhile. */
   async leave(node: string, incarnation: string): Promise<void> {
-    await this.membership.query('DELETE FROM ppos_nodes WHERE node_id = $1 AND incarnation = $2', [node, incarnation]);
+    await this.member('DELETE FROM ppos_nodes WHERE node_id = $1 AND incarnation = $2', [node, incarnation]);
   }
 }

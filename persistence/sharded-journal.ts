@@ -19,6 +19,10 @@ import type {
   UnitResult,
 } from './journal.js';
 import { tokenOfDatabase, type PgJournal } from './pg-journal.js';
+import { withinMs } from './time-limit.js';
+
+/** How long a periodic scan waits for one database before going on with the others' answers. */
+const SCAN_ANSWER_MS = 1_000;
 
 export class ShardedJournal implements Journal {
   readonly layout: DatabaseLayout;
@@ -155,7 +159,7 @@ export class ShardedJournal implements Journal {
 
   async overdueTimers(shards: readonly number[], nowMs: number, countUpTo: number): Promise<number> {
     const groups = [...this.byDatabase(shards)];
-    const counts = await Promise.all(groups.map(([index, group]) => this.parts[index]!.overdueTimers(group, nowMs, countUpTo)));
+    const counts = await this.eachAnswering(groups, ([index, group]) => this.parts[index]!.overdueTimers(group, nowMs, countUpTo));
     return Math.min(countUpTo, counts.reduce((sum, n) => sum + n, 0));
   }
 
@@ -172,12 +176,12 @@ export class ShardedJournal implements Journal {
   }
 
   /**
-   * `work` over each item, the answers of those that answered; throws only when none did. For
-   * the periodic scans (timers, saga resumption) that run again soon: a database that does not
-   * answer must not hold up the others'.
+   * `work` over each item, the answers of those that answered within a second; throws only when
+   * none did. For the periodic scans (timers, saga resumption, the overdue count) that run again
+   * soon: a database that does not answer must not hold up the others'.
    */
   private async eachAnswering<T, R>(items: readonly T[], work: (item: T) => Promise<R>): Promise<R[]> {
-    const answers = await Promise.allSettled(items.map((item) => work(item)));
+    const answers = await Promise.allSettled(items.map((item) => withinMs(SCAN_ANSWER_MS, work(item))));
     const answered = answers.flatMap((answer) => (answer.status === 'fulfilled' ? [answer.value] : []));
     if (answered.length === 0 && answers.length > 0) throw (answers[0] as PromiseRejectedResult).reason;
     return answered;

@@ -218,11 +218,16 @@ export class ClusterOwnership implements Ownership {
     // first one, which holds membership, being away) must not cost the shards of the others.
     // Whatever a database that answered left out was lost.
     const heldList: GrantedLease[] = [...this.held].filter(([, h]) => !h.handingOff).map(([shard, h]) => ({ shard, epoch: h.epoch }));
-    const { renewed: renewedList, unanswered } = await leases.renew(nodeId, incarnation, heldList, leaseMs);
+    const extend = (renewedNow: readonly GrantedLease[]): void => {
+      for (const { shard } of renewedNow) {
+        const held = this.held.get(shard);
+        if (held) held.validUntil = sentAt + leaseMs - this.margin;
+      }
+    };
+    const { renewed: renewedList, unanswered } = await leases.renew(nodeId, incarnation, heldList, leaseMs, extend);
     const renewed = new Set(renewedList.map((l) => l.shard));
     const unknown = new Set(unanswered);
     const lost = heldList.filter((l) => !renewed.has(l.shard) && !unknown.has(l.shard)).map((l) => l.shard);
-    for (const shard of renewed) this.held.get(shard)!.validUntil = sentAt + leaseMs - this.margin;
     if (lost.length > 0) {
       this.options.logger.warn({ shards: lost }, 'shard leases lost');
       for (const shard of lost) {

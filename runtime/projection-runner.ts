@@ -9,7 +9,7 @@
 // batches of every database are applied in the first database, under the one lease.
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { lagBehind, readCommitted, type FedEvent, type FeedPosition, type Queryable } from '../persistence/journal-feed.js';
+import { FEED_START, lagBehind, readCommitted, type FedEvent, type FeedPosition, type Queryable } from '../persistence/journal-feed.js';
 import { checkpointName, type FeedSources, type ProjectionStore } from '../persistence/projection-store.js';
 import type { ProjectionHandler } from '../persistence/projections/projection.js';
 
@@ -64,6 +64,7 @@ interface SharedRead {
 export class ProjectionRunner {
   private readonly held = new Map<string, Held>();
   private stopped = false;
+  private cycling = false;
   private leaseTimer: NodeJS.Timeout | undefined;
   private lagTimer: NodeJS.Timeout | undefined;
   private wakers: (() => void)[] = [];
@@ -121,7 +122,17 @@ export class ProjectionRunner {
   }
 
   private async leaseCycle(): Promise<void> {
-    if (this.stopped) return;
+    // One at a time: a cycle held up by a slow database must not pile more up behind it.
+    if (this.stopped || this.cycling) return;
+    this.cycling = true;
+    try {
+      await this.leaseCycleOnce();
+    } finally {
+      this.cycling = false;
+    }
+  }
+
+  private async leaseCycleOnce(): Promise<void> {
     const { store, nodeId, incarnation, leaseMs, logger } = this.options;
     for (const { name } of this.options.followers) {
       try {
@@ -212,6 +223,15 @@ export class ProjectionRunner {
     });
     await held.prepared;
     const { pool, store } = this.options;
+    // Another database's events are read before the batch's transaction opens: they never
+    // change below the horizon, and a database that is slow or away must not hold the
+    // projection's row locked (every other database's batches wait on it). Checked under the
+    // lock that the checkpoint is still where the read began.
+    let readAhead: { readonly from: FeedPosition; readonly events: readonly FedEvent[] } | undefined;
+    if (source > 0) {
+      const from = held.sources.get(source)?.checkpoint ?? (await store.row(follower.name, pool, source))?.checkpoint ?? FEED_START;
+      readAhead = { from, events: (await this.readFromLast(source, from)) ?? (await this.read(source, this.sources[source]!, from)) };
+    }
     const client = await pool.connect();
     let broken: Error | undefined;
     const onError = (error: Error): void => {
@@ -228,8 +248,14 @@ export class ProjectionRunner {
         }
         return 0;
       }
-      // The first database's events are read in the batch's own transaction; another's on its own connection.
-      const events = (await this.readFromLast(source, checkpoint)) ?? (await this.read(source, source === 0 ? client : this.sources[source]!, checkpoint));
+      if (readAhead && (readAhead.from.tx !== checkpoint.tx || readAhead.from.position !== checkpoint.position)) {
+        // Moved meanwhile (a rebuild swapped it): read again from where it is now.
+        await client.query('COMMIT');
+        this.placed(held, source, checkpoint);
+        return 0;
+      }
+      // The first database's events are read in the batch's own transaction.
+      const events = readAhead?.events ?? (await this.readFromLast(source, checkpoint)) ?? (await this.read(source, client, checkpoint));
       if (events.length === 0) {
         await client.query('COMMIT');
         this.placed(held, source, checkpoint);

@@ -9,12 +9,15 @@ import { FEED_START, isAfter, lagBehind, type FeedPosition } from '../persistenc
 import { parseCommitToken } from '../persistence/pg-journal.js';
 import type { FeedSources, ProjectionStore } from '../persistence/projection-store.js';
 import type { ProjectionHandler } from '../persistence/projections/projection.js';
+import { withinMs } from '../persistence/time-limit.js';
 import { Limiter } from './limiter.js';
 
 export const DEFAULT_QUERY_LIMIT = 100;
 export const MAX_QUERY_LIMIT = 1_000;
 export const DEFAULT_WAIT_MS = 5_000;
 export const MAX_WAIT_MS = 60_000;
+/** How long a query's lag waits for each database: one that does not answer is left out of it. */
+const LAG_ANSWER_MS = 1_000;
 
 const requestSchema = z
   .object({
@@ -97,7 +100,9 @@ export class QueryService {
    */
   private async lagOf(name: string): Promise<number> {
     const lags = await Promise.allSettled(
-      this.sources.map(async (source, index) => (await lagBehind(source, (await this.store.row(name, this.pool, index))?.checkpoint ?? FEED_START, 1)).lagMs),
+      this.sources.map((source, index) =>
+        withinMs(LAG_ANSWER_MS, (async () => (await lagBehind(source, (await this.store.row(name, this.pool, index))?.checkpoint ?? FEED_START, 1)).lagMs)()),
+      ),
     );
     if (lags[0]?.status === 'rejected') throw lags[0].reason;
     return Math.max(0, ...lags.flatMap((lag) => (lag.status === 'fulfilled' ? [lag.value] : [])));

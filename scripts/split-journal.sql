@@ -34,13 +34,21 @@ DO $$ BEGIN
     RAISE EXCEPTION 'this journal has % shards, not %', (SELECT value FROM ppos_cluster WHERE key = 'shards'), current_setting('ppos.split_shards');
   END IF;
 END $$;
--- This database's place in the new list; the ids (copies share the old one's) are made afresh
--- at the next start, when the first database records every database's.
-DELETE FROM ppos_cluster WHERE key = 'database_id';
+-- Every copy carries the old database's id, which stays the first database's: the others
+-- record it as the journal they belong to, and get ids of their own at the next start, when the
+-- first records every database's.
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT 1 FROM ppos_cluster WHERE key = 'database_id') THEN
+    RAISE EXCEPTION 'this journal has no database id yet: start a ppos node on the old database once (it records it), stop it, and copy again';
+  END IF;
+END $$;
 INSERT INTO ppos_cluster (key, value)
-  VALUES ('layout', json_build_object('index', current_setting('ppos.split_index')::int, 'databases', current_setting('ppos.split_databases')::int,
-                                      'shards', current_setting('ppos.split_shards')::int)::text)
+  SELECT 'layout', (json_build_object('index', current_setting('ppos.split_index')::int, 'databases', current_setting('ppos.split_databases')::int,
+                                     'shards', current_setting('ppos.split_shards')::int)::jsonb
+                   || CASE WHEN current_setting('ppos.split_index')::int > 0 THEN jsonb_build_object('journal', value) ELSE '{}'::jsonb END)::text
+  FROM ppos_cluster WHERE key = 'database_id'
   ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;
+DELETE FROM ppos_cluster WHERE key = 'database_id' AND current_setting('ppos.split_index')::int > 0;
 
 -- What lives in the first database only.
 DELETE FROM ppos_nodes WHERE current_setting('ppos.split_index')::int > 0;

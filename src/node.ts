@@ -7,6 +7,7 @@ import type { Journal } from '../persistence/journal.js';
 import type { Ownership } from '../runtime/ownership.js';
 import { ClusterOwnership } from '../runtime/cluster.js';
 import { LeaseStore } from '../persistence/leases.js';
+import { withinMs } from '../persistence/time-limit.js';
 import { ActorRegistry } from '../runtime/registry.js';
 import { Router } from '../runtime/router.js';
 import { NodeService } from '../runtime/service.js';
@@ -107,7 +108,7 @@ export async function startNode(config: NodeConfig, rootLogger: Logger, deps: No
       ? new ClusterOwnership({
           nodeId: config.nodeId,
           incarnation,
-          leases: new LeaseStore({ membership: firstPool, journals: journal.parts.map((part) => part.pool) }),
+          leases: new LeaseStore({ membership: firstPool, journals: journal.sources }, { answerWithinMs: Math.max(200, Math.floor(config.leaseMs / 4)) }),
           shardCount: config.shardCount,
           leaseMs: config.leaseMs,
           renewMs: Math.max(200, Math.floor(config.leaseMs / 3)),
@@ -289,10 +290,9 @@ export async function startNode(config: NodeConfig, rootLogger: Logger, deps: No
         if (nc.isClosed()) return 'the NATS connection is closed';
         if (exportNc?.isClosed()) return "the export's NATS connection is closed";
         if (!(await within(1_000, nc.flush()))) return 'NATS does not answer';
-        const silent = await firstProblem(journal.parts, async (part, index) =>
-          (await within(1_000, part.pool.query('SELECT 1'))) ? null : journal.parts.length === 1 ? 'PostgreSQL does not answer' : `journal database ${index + 1} does not answer`,
-        );
-        if (silent) return silent;
+        // The first database: membership and the read models. Another database away costs only
+        // its shards (their commands answer UNAVAILABLE); the node still serves the rest.
+        if (!(await within(1_000, firstPool.query('SELECT 1')))) return journal.parts.length === 1 ? 'PostgreSQL does not answer' : 'the first journal database does not answer';
         if (ownership.heldShards().length === 0) return 'this node holds no shard';
         return null;
       },
@@ -425,18 +425,11 @@ export async function startNode(config: NodeConfig, rootLogger: Logger, deps: No
   return running;
 }
 
-/** Whether `work` settles (either way) within `ms`: false when it failed or is still pending. */
-async function within(ms: number, work: Promise<unknown>): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<boolean>((resolve) => {
-    timer = setTimeout(() => resolve(false), ms);
-  });
-  try {
-    return await Promise.race([work.then(() => true, () => false), late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
+/** Whether `work` succeeds within `ms`: false when it failed or is still pending. */
+const within = (ms: number, work: Promise<unknown>): Promise<boolean> => withinMs(ms, work).then(
+  () => true,
+  () => false,
+);
 
 /** The first non-null answer of `check` over the databases, asked all at once. */
 async function firstProblem<T>(parts: readonly T[], check: (part: T, index: number) => Promise<string | null>): Promise<string | null> {

@@ -18,6 +18,7 @@ import { runCli } from '../helpers/cli.js';
 import { readJournalStream } from '../helpers/journal-stream.js';
 import { startTestNode } from '../helpers/node.js';
 import { SecondPostgres } from '../helpers/second-postgres.js';
+import { TcpProxy } from '../helpers/tcp-proxy.js';
 import { createTestDatabase, startNats, type TestDatabase } from '../helpers/services.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -28,6 +29,8 @@ const LAYOUT = { databases: 2, shards: SHARDS };
 let first: TestDatabase;
 let second: SecondPostgres;
 let secondPool: pg.Pool;
+/** Between the node and the second server: to make it go silent without closing anything. */
+let proxy: TcpProxy;
 let nats: PrivateNatsServer;
 let node: RunningNode;
 let client: PposClient;
@@ -66,13 +69,17 @@ beforeAll(async () => {
   [first, second, nats] = await Promise.all([createTestDatabase(), SecondPostgres.start(), startNats()]);
   secondPool = new pg.Pool({ connectionString: second.url, max: 2 });
   secondPool.on('error', () => undefined);
-  node = await startTestNode(nats.url, bothUrls(), { shardCount: SHARDS, leaseMs: LEASE_MS, followers: ['stock', 'workorders', 'export'] });
+  const target = new URL(second.url);
+  proxy = await TcpProxy.start(target.hostname, Number(target.port));
+  node = await startTestNode(nats.url, `${first.url},${proxy.urlFor(second.url)}`, { shardCount: SHARDS, leaseMs: LEASE_MS, followers: ['stock', 'workorders', 'export'] });
   client = await PposClient.connect(nats.url);
 }, 120_000);
 
 afterAll(async () => {
   await client?.close();
+  proxy?.restore();
   await node?.stop();
+  await proxy?.close();
   await secondPool?.end();
   await nats?.stop();
   await first?.drop();
@@ -128,11 +135,11 @@ describe('the journal over two databases', () => {
     expect(homeReply.ok && parseCommitToken(homeReply.token!)?.database).toBe(0);
   });
 
-  it('refuses a node given the databases in another order, one of them, or another database in a place', async () => {
+  it('refuses a node given the databases in another order, one of them, another database in either place, or one twice', async () => {
     const other = await createTestDatabase();
     try {
-      for (const urls of [`${second.url},${first.url}`, first.url, `${first.url},${other.url}`]) {
-        await expect(startTestNode(nats.url, urls, { nodeId: 'refused', shardCount: SHARDS, followers: [] })).rejects.toThrow(/database .* given|databases? of the journal/);
+      for (const urls of [`${second.url},${first.url}`, first.url, `${first.url},${other.url}`, `${other.url},${second.url}`, `${first.url},${first.url}`]) {
+        await expect(startTestNode(nats.url, urls, { nodeId: 'refused', shardCount: SHARDS, followers: [] })).rejects.toThrow(/database \d+ (given|is database)/);
       }
       // Nothing was written to the database that does not belong.
       expect((await other.query("SELECT count(*)::int AS n FROM ppos_cluster WHERE key = 'layout'")).rows[0]!.n).toBe(0);
@@ -215,6 +222,33 @@ describe('the journal over two databases', () => {
     for (const id of away) expect(await rowsOf('ppos_events', id)).toEqual([0, 2]);
     for (const id of home) expect(await rowsOf('ppos_events', id)).toEqual([n + 1, 0]);
   }, 60_000);
+
+  it('a second database gone silent (connections open, nothing answered) holds up only its own actors', async () => {
+    const home = idsIn(0, 4, 'silent');
+    const away = idsIn(1, 4, 'silent');
+    for (const id of [...home, ...away]) expect(code(await send(id, 'Receive', { qty: 100 }, `${id}-stock`))).toBe('OK');
+    proxy.freeze();
+    try {
+      const until = Date.now() + LEASE_MS * 3;
+      let n = 0;
+      while (Date.now() < until) {
+        n += 1;
+        // Answered well within the lease, however long the silent database keeps its statements.
+        const replies = await Promise.all(home.map((id) => client.send('inventory', id, 'Receive', { qty: 1 }, { messageId: `${id}-frozen-${n}`, timeoutMs: LEASE_MS })));
+        for (const reply of replies) expect(code(reply), JSON.stringify(reply)).toBe('OK');
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      // Its own actors are not served meanwhile (refused, or not answered at all).
+      const awayReply = await client.send('inventory', away[0]!, 'Receive', { qty: 1 }, { messageId: `${away[0]}-frozen`, timeoutMs: 1_000 }).catch(() => null);
+      expect(awayReply?.ok ?? false).toBe(false);
+    } finally {
+      proxy.restore();
+    }
+    await waitFor('the silent database serving again', async () => {
+      const replies = await Promise.all(away.map((id) => send(id, 'Receive', { qty: 1 }, `${id}-thawed`)));
+      return replies.every((reply) => reply.ok) || undefined;
+    }, 40_000);
+  }, 90_000);
 
   it('verify and history read both databases', async () => {
     const env = { PPOS_DATABASE_URL: bothUrls(), PPOS_NATS_URL: nats.url };
