@@ -3,7 +3,7 @@
 // journal or warm actors; the load is the same 1000-actor Reserve/Release mix, sent to the
 // queue group, so about (n-1)/n of the requests take the one forwarding hop to their owner.
 import type pg from 'pg';
-import { actorIds, SUBJECT_PREFIX, type BenchContext } from './context.js';
+import { actorIds, measureMix, SUBJECT_PREFIX, type BenchContext } from './context.js';
 import type { LoadResult } from './load.js';
 import { createDatabase, startNode, type NodeHandle } from './services.js';
 import { stock } from './throughput.js';
@@ -50,20 +50,8 @@ export async function clusterSection(ctx: BenchContext): Promise<ClusterRow[]> {
       for (const outstanding of [64, 256]) {
         ctx.progress(`cluster: ${count} node(s), ${ctx.settings.actors} actors, ${outstanding} outstanding`);
         await ctx.settle();
-        const result = await ctx.load.mix(
-          {
-            subjectPrefix: SUBJECT_PREFIX,
-            actors,
-            outstanding,
-            warmupMs: ctx.settings.warmupMs,
-            measureMs: ctx.settings.measureMs,
-            timeoutMs: 10_000,
-            tag: `${ctx.runTag}-c${count}-${outstanding}`,
-          },
-          // No one server process: the machine's CPU is the figure that matters here.
-          undefined,
-          ctx.settings.clientsFor(outstanding),
-        );
+        // No one server process: the machine's CPU is the figure that matters here.
+        const result = await measureMix(ctx, { actors, outstanding, tag: `${ctx.runTag}-c${count}-${outstanding}` }, undefined, ctx.settings.clientsFor(outstanding));
         rows.push({ nodes: count, outstanding, result });
       }
     } finally {

@@ -1,7 +1,7 @@
 // What every bench section gets: its settings (full or --quick), the services of this run,
 // and a progress line on stderr.
 import type { PrivateNatsServer } from '../src/nats-server.js';
-import type { LoadGenerator } from './load.js';
+import type { LoadGenerator, LoadResult, MixJob } from './load.js';
 import type { BenchDatabase, Cleanup } from './services.js';
 
 export interface Settings {
@@ -40,3 +40,20 @@ export const SUBJECT_PREFIX = 'ppos.cmd.inventory';
 
 export const actorIds = (prefix: string, n: number): string[] =>
   Array.from({ length: n }, (_, i) => `${prefix}-${String(i).padStart(String(n - 1).length, '0')}`);
+
+/**
+ * One measurement window of the mixed workload with the run's warm-up and measuring times and a
+ * 10 s request timeout: `job` names the rest (inventory subjects unless it says otherwise).
+ */
+export function measureMix(
+  ctx: BenchContext,
+  job: Omit<MixJob, 'subjectPrefix' | 'warmupMs' | 'measureMs' | 'timeoutMs'> & { readonly subjectPrefix?: string },
+  serverPid: number | undefined,
+  clients: number,
+): Promise<LoadResult> {
+  return ctx.load.mix(
+    { subjectPrefix: SUBJECT_PREFIX, warmupMs: ctx.settings.warmupMs, measureMs: ctx.settings.measureMs, timeoutMs: 10_000, ...job },
+    serverPid,
+    clients,
+  );
+}

@@ -4,7 +4,7 @@
 // databases of its own. Both databases live in this machine's one PostgreSQL server: the figure
 // says what spreading costs where it cannot buy anything (the same cores), not what separate
 // servers would give; the report adds a paper estimate for those from baseline B.
-import { actorIds, SUBJECT_PREFIX, type BenchContext } from './context.js';
+import { actorIds, measureMix, SUBJECT_PREFIX, type BenchContext } from './context.js';
 import type { LoadResult } from './load.js';
 import { createDatabase, startNode } from './services.js';
 import { stock } from './throughput.js';
@@ -47,19 +47,7 @@ export async function databasesSection(ctx: BenchContext): Promise<DatabasesResu
         try {
           ctx.progress(`databases: ${setup.name}, ${outstanding} outstanding (${round < 0 ? 'warm-up' : `round ${round + 1}`})`);
           await ctx.settle();
-          const result = await ctx.load.mix(
-            {
-              subjectPrefix: SUBJECT_PREFIX,
-              actors,
-              outstanding,
-              warmupMs: ctx.settings.warmupMs,
-              measureMs: ctx.settings.measureMs,
-              timeoutMs: 10_000,
-              tag: `${ctx.runTag}-db-${setup.name}-${outstanding}-${round}`,
-            },
-            node.node.pid,
-            ctx.settings.clientsFor(Math.min(outstanding, 64)),
-          );
+          const result = await measureMix(ctx, { actors, outstanding, tag: `${ctx.runTag}-db-${setup.name}-${outstanding}-${round}` }, node.node.pid, ctx.settings.clientsFor(Math.min(outstanding, 64)));
           if (round >= 0) measured[setup.name].push(result);
         } finally {
           await node.stop();

@@ -7,7 +7,7 @@ import { DEFAULT_LAG_BUDGETS } from '../persistence/projections/index.js';
 import { FEED_START, lagBehind } from '../persistence/journal-feed.js';
 import { ProjectionStore } from '../persistence/projection-store.js';
 import { projectionReports } from '../runtime/projection-status.js';
-import { actorIds, SUBJECT_PREFIX, type BenchContext } from './context.js';
+import { actorIds, measureMix, SUBJECT_PREFIX, type BenchContext } from './context.js';
 import type { LoadResult } from './load.js';
 import { createDatabase, startNode, type BenchDatabase } from './services.js';
 import { stock } from './throughput.js';
@@ -92,19 +92,7 @@ export async function eventualSection(ctx: BenchContext): Promise<EventualResult
               await new Promise((resolve) => setTimeout(resolve, Math.max(0, SAMPLE_EVERY_MS - (performance.now() - at))));
             }
           })();
-          const result = await ctx.load.mix(
-            {
-              subjectPrefix: SUBJECT_PREFIX,
-              actors,
-              outstanding,
-              warmupMs: ctx.settings.warmupMs,
-              measureMs: ctx.settings.measureMs,
-              timeoutMs: 10_000,
-              tag: `${ctx.runTag}-ev-${setup.name}-${outstanding}-${round}`,
-            },
-            node.node.pid,
-            ctx.settings.clientsFor(Math.min(outstanding, 64)),
-          );
+          const result = await measureMix(ctx, { actors, outstanding, tag: `${ctx.runTag}-ev-${setup.name}-${outstanding}-${round}` }, node.node.pid, ctx.settings.clientsFor(Math.min(outstanding, 64)));
           sampling = false;
           await sampler;
           if (round >= 0) (setup.name === 'on' ? on : off).push(result);

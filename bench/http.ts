@@ -1,7 +1,7 @@
 // The cost of `--http` (Prometheus metrics on the hot path): the 1,000-actor workload against a
 // node with the HTTP port and one without, alternately on one database (each first in every other round), the "on" node scraped
 // every second as an impatient Prometheus would. The goal is ≤ 3 %.
-import { actorIds, SUBJECT_PREFIX, type BenchContext } from './context.js';
+import { actorIds, measureMix, SUBJECT_PREFIX, type BenchContext } from './context.js';
 import { stock } from './throughput.js';
 import type { LoadResult } from './load.js';
 import { startNode } from './services.js';
@@ -50,19 +50,7 @@ export async function httpSection(ctx: BenchContext): Promise<HttpCostResult> {
             await new Promise((resolve) => setTimeout(resolve, 1_000));
           }
         })();
-        const result = await ctx.load.mix(
-          {
-            subjectPrefix: SUBJECT_PREFIX,
-            actors,
-            outstanding: OUTSTANDING,
-            warmupMs: ctx.settings.warmupMs,
-            measureMs: ctx.settings.measureMs,
-            timeoutMs: 10_000,
-            tag: `${ctx.runTag}-http-${setup.name}-${round}`,
-          },
-          node.node.pid,
-          ctx.settings.clientsFor(OUTSTANDING),
-        );
+        const result = await measureMix(ctx, { actors, outstanding: OUTSTANDING, tag: `${ctx.runTag}-http-${setup.name}-${round}` }, node.node.pid, ctx.settings.clientsFor(OUTSTANDING));
         scraping = false;
         await scraper;
         if (round >= 0) (setup.name === 'on' ? on : off).push(result);

@@ -1,6 +1,6 @@
 // Durable commands per second and latency, ppos and baseline A over the same NATS path with
 // the same load generator and the same workloads, plus bare NATS and baseline B.
-import { actorIds, SUBJECT_PREFIX, type BenchContext } from './context.js';
+import { actorIds, measureMix, SUBJECT_PREFIX, type BenchContext } from './context.js';
 import type { LoadResult, MixJob } from './load.js';
 import { runBaselineB, type BaselineBResult } from './baseline-b.js';
 import { startNode, startResponder, type ResponderCounters } from './services.js';
@@ -56,14 +56,12 @@ async function measure(ctx: BenchContext, system: System, workload: Workload, ex
   ctx.progress(`${system.name}: ${workload.name}, ${extra.ratePerSecond ? `open loop at ${extra.ratePerSecond}/s` : `${workload.outstanding} outstanding`}`);
   await ctx.settle();
   await system.counters?.();
-  const result = await ctx.load.mix(
+  const result = await measureMix(
+    ctx,
     {
       subjectPrefix: system.subjectPrefix,
       actors: actorsOf(workload),
       outstanding: workload.outstanding,
-      warmupMs: ctx.settings.warmupMs,
-      measureMs: ctx.settings.measureMs,
-      timeoutMs: 10_000,
       tag: `${ctx.runTag}-${system.name.replace(/\W/g, '')}-${workload.actors}-${workload.outstanding}${extra.ratePerSecond ? '-open' : ''}`,
       ...extra,
     },
@@ -131,19 +129,7 @@ export async function echoSection(ctx: BenchContext): Promise<ThroughputRow[]> {
       const workload = { name: 'NATS echo', actors: ctx.settings.actors, outstanding };
       ctx.progress(`NATS echo: ${outstanding} outstanding`);
       await ctx.settle();
-      const result = await ctx.load.mix(
-        {
-          subjectPrefix: SUBJECT_PREFIX,
-          actors: actorsOf(workload),
-          outstanding,
-          warmupMs: ctx.settings.warmupMs,
-          measureMs: ctx.settings.measureMs,
-          timeoutMs: 10_000,
-          tag: `${ctx.runTag}-echo-${outstanding}`,
-        },
-        responder.pid,
-        ctx.settings.clientsFor(outstanding),
-      );
+      const result = await measureMix(ctx, { actors: actorsOf(workload), outstanding, tag: `${ctx.runTag}-echo-${outstanding}` }, responder.pid, ctx.settings.clientsFor(outstanding));
       rows.push({ workload, result });
     }
     return rows;
