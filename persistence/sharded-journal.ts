@@ -68,19 +68,15 @@ export class ShardedJournal implements Journal {
   async append(request: AppendRequest): Promise<AppendResult> {
     const { part, index } = this.partOf(request.ref);
     const result = await part.append(request);
-    if (index === 0) return result;
-    if (result.status === 'committed' && result.tokens) return { status: 'committed', tokens: tokensOfDatabase(result.tokens, index) };
     if (result.status === 'duplicate') return { status: 'duplicate', record: recordOfDatabase(result.record, index) };
-    return result;
+    return committedOfDatabase(result, index);
   }
 
   async appendUnit(unit: AppendUnit): Promise<UnitResult> {
     const { part, index } = this.partOf(unit.ref);
     const result = await part.appendUnit(unit);
-    if (index === 0) return result;
-    if (result.status === 'committed' && result.tokens) return { status: 'committed', tokens: tokensOfDatabase(result.tokens, index) };
     if (result.status === 'duplicate') return { status: 'duplicate', records: result.records.map((record) => recordOfDatabase(record, index)) };
-    return result;
+    return committedOfDatabase(result, index);
   }
 
   readEvents(ref: ActorRef, afterSeq: number, toSeq?: number): Promise<JournaledEvent[]> {
@@ -195,10 +191,12 @@ function mergeBy<T>(lists: readonly (readonly T[])[], key: (item: T) => number):
   return lists.flat().sort((a, b) => key(a) - key(b));
 }
 
-function tokensOfDatabase(tokens: ReadonlyMap<string, string>, database: number): Map<string, string> {
-  return new Map([...tokens].map(([messageId, token]) => [messageId, tokenOfDatabase(token, database)]));
+/** A result whose commit tokens (if it committed) name `database`; any other result as it is. */
+function committedOfDatabase<R extends { readonly status: string; readonly tokens?: ReadonlyMap<string, string> }>(result: R, database: number): R {
+  if (database === 0 || result.status !== 'committed' || !result.tokens) return result;
+  return { ...result, tokens: new Map([...result.tokens].map(([messageId, token]) => [messageId, tokenOfDatabase(token, database)])) };
 }
 
 function recordOfDatabase(record: DedupeRecord, database: number): DedupeRecord {
-  return record.token === undefined ? record : { ...record, token: tokenOfDatabase(record.token, database) };
+  return record.token === undefined || database === 0 ? record : { ...record, token: tokenOfDatabase(record.token, database) };
 }
