@@ -112,8 +112,12 @@ function layoutOf(recorded: readonly Recorded[], shards: number | undefined): nu
     if (stranger >= 0) throw new LayoutError(`database ${stranger + 1} given is not database ${stranger + 1} of this journal (another database, or one of another journal): ${ORDER_ADVICE}`);
   }
   if (recorded.length > 1 && recorded.some((r) => r.layout !== null)) {
-    // Part of a journal already: a database without a place in it (a fresh one) does not belong.
-    const unplaced = recorded.findIndex((r) => r.layout === null);
+    // Part of a journal already: a database without a place in it (a fresh one) does not belong,
+    // unless the journal names it: the first database's member list, or (the first itself) the
+    // others' record of it. A start that stopped between the writes left it so; it is finished now.
+    const named = (index: number): boolean =>
+      index === 0 ? recorded.slice(1).some((r) => r.layout?.journal === ids[0] && ids[0] !== null) : members !== undefined && ids[index] === members[index];
+    const unplaced = recorded.findIndex((r, index) => r.layout === null && !named(index));
     if (unplaced >= 0) throw new LayoutError(`database ${unplaced + 1} given has no record of this journal: ${ORDER_ADVICE}`);
   }
   return recordedShards;
@@ -151,8 +155,7 @@ export async function recordLayout(pools: readonly pg.Pool[], shards: number): P
       );
     }
   } finally {
-    await Promise.all(clients.map((client) => client.query('SELECT pg_advisory_unlock($1)', [LAYOUT_LOCK_KEY]).catch(() => undefined)));
-    for (const client of clients) client.release();
+    await unlockAll(clients);
   }
 }
 
@@ -181,14 +184,22 @@ async function lockAll(pools: readonly pg.Pool[]): Promise<pg.PoolClient[]> {
     }
     if (all) return clients;
     await unlockAll(clients);
-    if (attempt >= 200) throw new LayoutError('another node kept the journal layout locked for a minute; start again');
+    if (attempt >= 200) throw new LayoutError('another node kept the journal layout locked for half a minute; start again');
     await new Promise((resolve) => setTimeout(resolve, 50 + Math.random() * 250));
   }
 }
 
+/** Lets go of the locks; a connection that could not is closed (the server frees its locks), never pooled still holding one. */
 async function unlockAll(clients: readonly pg.PoolClient[]): Promise<void> {
-  await Promise.all(clients.map((client) => client.query('SELECT pg_advisory_unlock_all()').catch(() => undefined)));
-  for (const client of clients) client.release();
+  await Promise.all(
+    clients.map(async (client) => {
+      const unlocked = await client.query('SELECT pg_advisory_unlock_all()').then(
+        () => true,
+        () => false,
+      );
+      client.release(!unlocked);
+    }),
+  );
 }
 
 /** A database list that is not the journal's (another order, another database, another shard count): the node must not start. */

@@ -55,9 +55,9 @@ export class LeaseStore {
   private shardCount = 0;
 
   /**
-   * `answerWithinMs`: how long a database may take to answer a lease or membership statement
-   * before it counts as not answering (shorter than a lease's safety margin, so a silent
-   * database cannot hold up the renewal of the others' shards).
+   * `answerWithinMs`: with several databases, how long one may take to answer a lease or
+   * membership statement before it counts as not answering (shorter than a lease's safety
+   * margin, so a silent database cannot hold up the renewal of the others' shards).
    */
   constructor(databases: pg.Pool | LeaseDatabases, options: { answerWithinMs?: number } = {}) {
     const split = 'membership' in databases ? databases : { membership: databases, journals: [databases] };
@@ -66,9 +66,17 @@ export class LeaseStore {
     this.answerWithinMs = options.answerWithinMs ?? 2_000;
   }
 
-  /** A statement on the membership database, within the time limit. */
+  /**
+   * `work` within the time limit, with several databases (a silent one must not hold up the
+   * others'); with one there are no others, and a slow answer is better than none.
+   */
+  private limited<T>(work: Promise<T>, what = 'a journal database'): Promise<T> {
+    return this.journals.length > 1 ? withinMs(this.answerWithinMs, work, what) : work;
+  }
+
+  /** A statement on the membership database. */
   private member(sql: string, values: unknown[]): Promise<pg.QueryResult> {
-    return withinMs(this.answerWithinMs, this.membership.query(sql, values), 'the first database');
+    return this.limited(this.membership.query(sql, values), 'the first database');
   }
 
   private get layout(): DatabaseLayout {
@@ -151,8 +159,7 @@ export class LeaseStore {
   async leases(): Promise<Lease[]> {
     const answers = await Promise.allSettled(
       this.journals.map((pool) =>
-        withinMs(
-          this.answerWithinMs,
+        this.limited(
           pool.query(
             `SELECT shard, owner, owner_incarnation, epoch, (extract(epoch FROM expires_at - now()) * 1000)::float8 AS remaining_ms
              FROM ppos_shard_leases ORDER BY shard`,
@@ -260,7 +267,7 @@ export class LeaseStore {
     { throwWhenAllFail = true } = {},
   ): Promise<{ results: R[]; failed: number[]; firstError: unknown }> {
     const indexes = [...groups.keys()];
-    const answers = await Promise.allSettled(indexes.map((index) => withinMs(this.answerWithinMs, work(this.journals[index]!, groups.get(index)!, index))));
+    const answers = await Promise.allSettled(indexes.map((index) => this.limited(work(this.journals[index]!, groups.get(index)!, index))));
     const results: R[] = [];
     const failed: number[] = [];
     let firstError: unknown;

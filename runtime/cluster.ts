@@ -218,10 +218,11 @@ export class ClusterOwnership implements Ownership {
     // first one, which holds membership, being away) must not cost the shards of the others.
     // Whatever a database that answered left out was lost.
     const heldList: GrantedLease[] = [...this.held].filter(([, h]) => !h.handingOff).map(([shard, h]) => ({ shard, epoch: h.epoch }));
+    // An answer that comes late (after its database's time limit) only ever lengthens a lease held at that epoch.
     const extend = (renewedNow: readonly GrantedLease[]): void => {
-      for (const { shard } of renewedNow) {
+      for (const { shard, epoch } of renewedNow) {
         const held = this.held.get(shard);
-        if (held) held.validUntil = sentAt + leaseMs - this.margin;
+        if (held && held.epoch === epoch) held.validUntil = Math.max(held.validUntil, sentAt + leaseMs - this.margin);
       }
     };
     const { renewed: renewedList, unanswered } = await leases.renew(nodeId, incarnation, heldList, leaseMs, extend);

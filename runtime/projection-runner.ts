@@ -64,7 +64,8 @@ interface SharedRead {
 export class ProjectionRunner {
   private readonly held = new Map<string, Held>();
   private stopped = false;
-  private cycling = false;
+  /** The lease cycle running now, if one is. */
+  private cycling: Promise<void> | undefined;
   private leaseTimer: NodeJS.Timeout | undefined;
   private lagTimer: NodeJS.Timeout | undefined;
   private wakers: (() => void)[] = [];
@@ -117,19 +118,19 @@ export class ProjectionRunner {
     this.nudge();
     for (const wake of [...this.stopWakers]) wake();
     await Promise.all(this.loops);
+    // A cycle under way may still take a follower: let it end, then give everything back.
+    await this.cycling;
     for (const [name, held] of this.held) await this.options.store.release(name, this.options.incarnation, held.epoch).catch(() => undefined);
     this.held.clear();
   }
 
-  private async leaseCycle(): Promise<void> {
+  private leaseCycle(): Promise<void> {
     // One at a time: a cycle held up by a slow database must not pile more up behind it.
-    if (this.stopped || this.cycling) return;
-    this.cycling = true;
-    try {
-      await this.leaseCycleOnce();
-    } finally {
-      this.cycling = false;
-    }
+    if (this.stopped || this.cycling) return this.cycling ?? Promise.resolve();
+    this.cycling = this.leaseCycleOnce().finally(() => {
+      this.cycling = undefined;
+    });
+    return this.cycling;
   }
 
   private async leaseCycleOnce(): Promise<void> {
