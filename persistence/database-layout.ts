@@ -17,6 +17,18 @@ export interface DatabaseLayout {
 /** The database that holds `shard`: floor(shard × databases / shards), contiguous and as even as the counts allow. */
 export const databaseOfShard = (shard: number, layout: DatabaseLayout): number => Math.floor((shard * layout.databases) / layout.shards);
 
+/** `items` grouped by the database of their shard, in their order within each group. */
+export function groupByDatabase<T>(items: readonly T[], layout: DatabaseLayout, shardOf: (item: T) => number): Map<number, T[]> {
+  const groups = new Map<number, T[]>();
+  for (const item of items) {
+    const index = databaseOfShard(shardOf(item), layout);
+    const group = groups.get(index);
+    if (group) group.push(item);
+    else groups.set(index, [item]);
+  }
+  return groups;
+}
+
 /** The shards database `index` holds, in order. */
 export function shardsOfDatabase(index: number, layout: DatabaseLayout): number[] {
   const shards: number[] = [];

@@ -8,8 +8,8 @@
 // first. A statement never spans two databases, and a database that does not answer costs only
 // its own shards: the others are renewed, read and taken as usual.
 import type pg from 'pg';
-import { databaseOfShard, recordLayout, shardsOfDatabase, type DatabaseLayout } from './database-layout.js';
-import { withinMs } from './time-limit.js';
+import { groupByDatabase, recordLayout, shardsOfDatabase, type DatabaseLayout } from './database-layout.js';
+import { askEach, someAnswered, withinMs } from './time-limit.js';
 
 export interface Lease {
   readonly shard: number;
@@ -67,16 +67,17 @@ export class LeaseStore {
   }
 
   /**
-   * `work` within the time limit, with several databases (a silent one must not hold up the
-   * others'); with one there are no others, and a slow answer is better than none.
+   * The time limit each database gets, with several (a silent one must not hold up the others');
+   * none with one: there are no others, and a slow answer is better than none.
    */
-  private limited<T>(work: Promise<T>, what = 'a journal database'): Promise<T> {
-    return this.journals.length > 1 ? withinMs(this.answerWithinMs, work, what) : work;
+  private get limitMs(): number | undefined {
+    return this.journals.length > 1 ? this.answerWithinMs : undefined;
   }
 
   /** A statement on the membership database. */
   private member(sql: string, values: unknown[]): Promise<pg.QueryResult> {
-    return this.limited(this.membership.query(sql, values), 'the first database');
+    const query = this.membership.query(sql, values);
+    return this.limitMs === undefined ? query : withinMs(this.limitMs, query, 'the first database');
   }
 
   private get layout(): DatabaseLayout {
@@ -84,16 +85,9 @@ export class LeaseStore {
     return { databases: this.journals.length, shards: this.shardCount };
   }
 
-  /** The held leases grouped by the database their rows live in. */
+  /** Leases or shards grouped by the database their rows live in. */
   private byDatabase<T extends { readonly shard: number }>(items: readonly T[]): Map<number, T[]> {
-    const groups = new Map<number, T[]>();
-    for (const item of items) {
-      const index = databaseOfShard(item.shard, this.layout);
-      const group = groups.get(index);
-      if (group) group.push(item);
-      else groups.set(index, [item]);
-    }
-    return groups;
+    return groupByDatabase(items, this.layout, (item) => item.shard);
   }
 
   /**
@@ -157,19 +151,16 @@ export class LeaseStore {
 
   /** The lease rows of every database that answered, by shard; a database that did not leaves its shards out. */
   async leases(): Promise<Lease[]> {
-    const answers = await Promise.allSettled(
-      this.journals.map((pool) =>
-        this.limited(
-          pool.query(
-            `SELECT shard, owner, owner_incarnation, epoch, (extract(epoch FROM expires_at - now()) * 1000)::float8 AS remaining_ms
-             FROM ppos_shard_leases ORDER BY shard`,
-          ),
+    const each = await askEach(
+      this.journals,
+      (pool) =>
+        pool.query(
+          `SELECT shard, owner, owner_incarnation, epoch, (extract(epoch FROM expires_at - now()) * 1000)::float8 AS remaining_ms
+           FROM ppos_shard_leases ORDER BY shard`,
         ),
-      ),
+      this.limitMs,
     );
-    const answered = answers.flatMap((answer) => (answer.status === 'fulfilled' ? [answer.value] : []));
-    if (answered.length === 0) throw (answers[0] as PromiseRejectedResult).reason;
-    return answered
+    return someAnswered(each)
       .flatMap((result) => result.rows)
       .map((row) => ({
         shard: row.shard,
@@ -265,21 +256,10 @@ export class LeaseStore {
     groups: ReadonlyMap<number, T[]>,
     work: (pool: pg.Pool, group: T[], index: number) => Promise<R[]>,
     { throwWhenAllFail = true } = {},
-  ): Promise<{ results: R[]; failed: number[]; firstError: unknown }> {
+  ): Promise<{ results: R[]; failed: number[] }> {
     const indexes = [...groups.keys()];
-    const answers = await Promise.allSettled(indexes.map((index) => this.limited(work(this.journals[index]!, groups.get(index)!, index))));
-    const results: R[] = [];
-    const failed: number[] = [];
-    let firstError: unknown;
-    answers.forEach((answer, i) => {
-      if (answer.status === 'fulfilled') results.push(...answer.value);
-      else {
-        failed.push(indexes[i]!);
-        firstError ??= answer.reason;
-      }
-    });
-    if (throwWhenAllFail && failed.length === indexes.length && indexes.length > 0) throw firstError;
-    return { results, failed, firstError };
+    const each = await askEach(indexes, (index) => work(this.journals[index]!, groups.get(index)!, index), this.limitMs);
+    return { results: (throwWhenAllFail ? someAnswered(each) : each.answers).flat(), failed: each.failed.map((i) => indexes[i]!) };
   }
 
   /** Leaves the member list, unless another process has taken the node id over meanwhile. */

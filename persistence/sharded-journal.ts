@@ -5,7 +5,7 @@
 import type pg from 'pg';
 import type { DomainEvent, TimerSpec } from '../actors/kind.js';
 import { shardOf } from '../runtime/sharding.js';
-import { databaseOfShard, type DatabaseLayout } from './database-layout.js';
+import { databaseOfShard, groupByDatabase, type DatabaseLayout } from './database-layout.js';
 import type {
   ActorRef,
   AppendRequest,
@@ -19,7 +19,7 @@ import type {
   UnitResult,
 } from './journal.js';
 import { tokenOfDatabase, type PgJournal } from './pg-journal.js';
-import { withinMs } from './time-limit.js';
+import { askEach, someAnswered } from './time-limit.js';
 
 /** How long a periodic scan waits for one database before going on with the others' answers. */
 const SCAN_ANSWER_MS = 1_000;
@@ -45,9 +45,9 @@ export class ShardedJournal implements Journal {
     return this.parts.map((part) => part.pool);
   }
 
-  /** The index of the database that holds `ref`. */
+  /** The index of the database that holds `ref` (with one, no hashing on every call). */
   databaseOf(ref: ActorRef): number {
-    return databaseOfShard(shardOf(ref, this.layout.shards), this.layout);
+    return this.parts.length === 1 ? 0 : databaseOfShard(shardOf(ref, this.layout.shards), this.layout);
   }
 
   private partOf(ref: ActorRef): { part: PgJournal; index: number } {
@@ -57,12 +57,7 @@ export class ShardedJournal implements Journal {
 
   /** Shards grouped by their database. */
   private byDatabase(shards: readonly number[]): Map<number, number[]> {
-    const groups = new Map<number, number[]>();
-    for (const shard of shards) {
-      const index = databaseOfShard(shard, this.layout);
-      groups.set(index, [...(groups.get(index) ?? []), shard]);
-    }
-    return groups;
+    return groupByDatabase(shards, this.layout, (shard) => shard);
   }
 
   async append(request: AppendRequest): Promise<AppendResult> {
@@ -178,10 +173,7 @@ export class ShardedJournal implements Journal {
    */
   private async eachAnswering<T, R>(items: readonly T[], work: (item: T) => Promise<R>): Promise<R[]> {
     // One database alone holds up no other: it gets all the time it takes.
-    const answers = await Promise.allSettled(items.map((item) => (this.parts.length > 1 ? withinMs(SCAN_ANSWER_MS, work(item)) : work(item))));
-    const answered = answers.flatMap((answer) => (answer.status === 'fulfilled' ? [answer.value] : []));
-    if (answered.length === 0 && answers.length > 0) throw (answers[0] as PromiseRejectedResult).reason;
-    return answered;
+    return someAnswered(await askEach(items, work, this.parts.length > 1 ? SCAN_ANSWER_MS : undefined));
   }
 }
 

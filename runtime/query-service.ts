@@ -9,7 +9,7 @@ import { FEED_START, isAfter, lagBehind, type FeedPosition } from '../persistenc
 import { parseCommitToken } from '../persistence/pg-journal.js';
 import type { FeedSources, ProjectionStore } from '../persistence/projection-store.js';
 import type { ProjectionHandler } from '../persistence/projections/projection.js';
-import { withinMs } from '../persistence/time-limit.js';
+import { askEach } from '../persistence/time-limit.js';
 import { Limiter } from './limiter.js';
 
 export const DEFAULT_QUERY_LIMIT = 100;
@@ -101,11 +101,10 @@ export class QueryService {
   private async lagOf(name: string): Promise<number> {
     const lagIn = async (source: FeedSources[number], index: number): Promise<number> =>
       (await lagBehind(source, (await this.store.row(name, this.pool, index))?.checkpoint ?? FEED_START, 1)).lagMs;
-    const lags = await Promise.allSettled(
-      this.sources.map((source, index) => (this.sources.length > 1 ? withinMs(LAG_ANSWER_MS, lagIn(source, index)) : lagIn(source, index))),
-    );
-    if (lags[0]?.status === 'rejected') throw lags[0].reason;
-    return Math.max(0, ...lags.flatMap((lag) => (lag.status === 'fulfilled' ? [lag.value] : [])));
+    const lags = await askEach(this.sources, lagIn, this.sources.length > 1 ? LAG_ANSWER_MS : undefined);
+    // The read model itself is in the first database: without it there is no answer.
+    if (lags.failed.includes(0)) throw lags.firstError;
+    return Math.max(0, ...lags.answers);
   }
 
   /** Waits until the projection's checkpoint in `source` is at or past `commit`. */
