@@ -5,8 +5,11 @@ import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
 import pg from 'pg';
 import { JOURNAL_TYPES } from '../persistence/pg-types.js';
+import { JOURNAL_STREAM } from '../runtime/journal-export.js';
 import { ulid } from 'ulid';
 import { migrate } from '../persistence/migrations.js';
 import { PrivateNatsServer } from '../src/nats-server.js';
@@ -109,6 +112,30 @@ export interface NodeHandle {
   crash(): Promise<void>;
 }
 
+/** The journal (database URL) whose events the private nats-server's PPOS_JOURNAL holds. */
+let streamHolds: string | undefined;
+
+/**
+ * Deletes the journal stream when a node about to export follows another journal than the one
+ * it holds. In a deployment a stream holds one journal; the bench starts many journals with the
+ * same actor ids against one nats-server, and their events share message ids
+ * (`inventory/SKU-042/7`), so a later section's events were dropped as duplicates of an earlier
+ * section's, and its export measured the wrong work.
+ */
+async function streamFor(natsUrl: string, databaseUrl: string, args: readonly string[], followers = process.env.PPOS_FOLLOWERS): Promise<void> {
+  const at = args.indexOf('--followers');
+  const names = at >= 0 ? args[at + 1] : followers;
+  const exports = names === undefined || names.split(',').map((name) => name.trim()).includes('export');
+  if (!exports || streamHolds === databaseUrl) return;
+  const nc = await connect({ servers: natsUrl, name: 'ppos-bench-stream' });
+  try {
+    await (await jetstreamManager(nc)).streams.delete(JOURNAL_STREAM).catch(() => false);
+  } finally {
+    await nc.close();
+  }
+  streamHolds = databaseUrl;
+}
+
 /** A `ppos start` child process, registered for cleanup; resolves once it is ready. */
 export async function startNode(
   cleanup: Cleanup,
@@ -117,6 +144,7 @@ export async function startNode(
   nodeId: string,
   args: string[] = [],
 ): Promise<NodeHandle> {
+  await streamFor(natsUrl, databaseUrl, args);
   const logs: string[] = [];
   const node = new NodeProcess({
     nats: natsUrl,
@@ -246,6 +274,7 @@ export async function startNodeWithV8Flags(
   cleanup: Cleanup,
   options: { natsUrl: string; databaseUrl: string; nodeId: string; v8Flags: readonly string[]; cwd?: string; label: string },
 ): Promise<ChildProcess> {
+  await streamFor(options.natsUrl, options.databaseUrl, []);
   // URLs in the environment, never on the command line (another user could read them in /proc).
   const child = spawn(process.execPath, [...options.v8Flags, CLI_PATH, 'start', '--node', options.nodeId], {
     ...(options.cwd ? { cwd: options.cwd } : {}),
