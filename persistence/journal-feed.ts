@@ -48,35 +48,23 @@ export async function readCommitted(db: Queryable, after: FeedPosition, limit: n
     // was a good part of what reading cost the node (its garbage above all).
     rowMode: 'array',
   });
-  // Decoded in slices with a turn of the event loop between them: a batch is up to thousands of
-  // rows, and decoding them in one go held up the node's commands for tens of milliseconds.
-  const events: FedEvent[] = [];
-  for (let from = 0; from < result.rows.length; from += DECODE_SLICE) {
-    if (from > 0) await new Promise((resolve) => setImmediate(resolve));
-    for (const row of result.rows.slice(from, from + DECODE_SLICE)) events.push(decodeRow(row));
-  }
-  return events;
-}
-
-/** Rows decoded between two turns of the event loop. */
-const DECODE_SLICE = 250;
-
-function decodeRow([tx, position, kind, id, seq, type, data, version, messageId, correlationId, causationId, traceparent, recordedMs]: FeedRow): FedEvent {
-  // The data was parsed for this read alone: the event is made of it in place, not copied.
-  data.type = type;
-  return {
-    tx,
-    position: Number(position),
-    kind,
-    id,
-    seq: Number(seq),
-    event: withVersion(data as DomainEvent, version),
-    messageId,
-    correlationId: correlationId ?? null,
-    causationId: causationId ?? null,
-    traceparent: traceparent ?? null,
-    recordedAt: new Date(recordedMs),
-  };
+  return result.rows.map(([tx, position, kind, id, seq, type, data, version, messageId, correlationId, causationId, traceparent, recordedMs]) => {
+    // The data was parsed for this read alone: the event is made of it in place, not copied.
+    data.type = type;
+    return {
+      tx,
+      position: Number(position),
+      kind,
+      id,
+      seq: Number(seq),
+      event: withVersion(data as DomainEvent, version),
+      messageId,
+      correlationId: correlationId ?? null,
+      causationId: causationId ?? null,
+      traceparent: traceparent ?? null,
+      recordedAt: new Date(recordedMs),
+    };
+  });
 }
 
 /** A row of readCommitted's query, as an array in its column order. */

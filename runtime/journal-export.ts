@@ -56,9 +56,6 @@ interface PendingBatch {
 /** How long a batch may wait for its acknowledgements before it counts as failed (and is published again). */
 const ACK_TIMEOUT_MS = 10_000;
 
-/** Messages published between two turns of the event loop (32 measured slower: too many turns). */
-const PUBLISH_SLICE = 250;
-
 /** Batches this small are published with an acknowledgement per message: nothing to save. */
 const CHECKED_FROM = 3;
 
@@ -141,17 +138,13 @@ export class JournalExport implements Follower {
       this.pending.set(id, batch);
     });
     try {
-      for (let index = 0; index < events.length; index += 1) {
-        // A turn of the event loop between slices: thousands of publishes in one go held up
-        // the node's commands for tens of milliseconds. Order is kept: one connection, in turn.
-        if (index > 0 && index % PUBLISH_SLICE === 0) await new Promise((resolve) => setImmediate(resolve));
-        const fed = events[index]!;
+      events.forEach((fed, index) => {
         const h = headers();
         h.set('Nats-Msg-Id', journalMessageId(fed));
         // The trace of the command that wrote it: a consumer's span can continue it.
         if (fed.traceparent) h.set(TRACEPARENT_HEADER, fed.traceparent);
         this.nc.publish(`${JOURNAL_SUBJECT_PREFIX}.${fed.kind}.${fed.id}`, exportedBody(fed), asked[index] ? { headers: h, reply: `${this.inbox}.${id}.${index}` } : { headers: h });
-      }
+      });
     } catch (error) {
       // A publish refused at once (connection closed or draining, message too large): the
       // batch fails now, and its timer with it (else its rejection would go unheard later).
