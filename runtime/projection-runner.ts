@@ -35,7 +35,7 @@ export interface ProjectionRunnerOptions {
   readonly incarnation: string;
   readonly leaseMs: number;
   readonly logger: Logger;
-  /** Most events in one batch (default 2000). */
+  /** Most events in one batch (default 1000). */
   readonly batchSize?: number;
   /** How long an owner that found nothing new waits before it looks again (a nudge wakes it). */
   readonly idleMs?: number;
@@ -56,7 +56,7 @@ export interface ProjectionRunnerOptions {
  */
 export const gapFor = (budgetMs: number): number => Math.min(250, Math.max(50, Math.floor(budgetMs / 8)));
 
-const DEFAULT_BATCH_SIZE = 2_000;
+const DEFAULT_BATCH_SIZE = 1_000;
 
 interface Held {
   readonly epoch: number;
