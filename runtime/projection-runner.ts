@@ -95,8 +95,16 @@ export class ProjectionRunner {
   private readonly lastRead = new Map<number, SharedRead>();
   private readonly sources: FeedSources;
 
+  private readonly batchSize: number;
+
   constructor(private readonly options: ProjectionRunnerOptions) {
     this.sources = options.sources ?? [options.pool];
+    this.batchSize = options.batchSize ?? DEFAULT_BATCH_SIZE;
+  }
+
+  /** The lag a follower is allowed (ms). */
+  private budgetOf(name: string): number {
+    return this.options.budgets.get(name) ?? 2_000;
   }
 
   async start(): Promise<void> {
@@ -171,7 +179,7 @@ export class ProjectionRunner {
   private async follow(follower: Follower, source: number): Promise<void> {
     const label = checkpointName(follower.name, source);
     const idleMs = this.options.idleMs ?? 100;
-    const minGapMs = this.options.minGapMs ?? gapFor(this.options.budgets.get(follower.name) ?? 2_000);
+    const minGapMs = this.options.minGapMs ?? gapFor(this.budgetOf(follower.name));
     // A failing follower (database away, JetStream disabled) backs off up to 10 s and says so
     // once when it starts failing, then every minute, and once when it recovers.
     let failures = 0;
@@ -193,7 +201,7 @@ export class ProjectionRunner {
         await this.backOff(Math.min(10_000, 250 * 2 ** Math.min(failures, 6)));
         continue;
       }
-      if (applied >= (this.options.batchSize ?? DEFAULT_BATCH_SIZE)) continue;
+      if (applied >= this.batchSize) continue;
       const gap = minGapMs - (performance.now() - began);
       if (gap > 0) await this.backOff(gap);
       // Commits since the batch began: go on at once; else wait for the next one, or a while.
@@ -294,7 +302,7 @@ export class ProjectionRunner {
   }
 
   private read(source: number, db: Queryable, after: FeedPosition): Promise<readonly FedEvent[]> {
-    const events = readCommitted(db, after, this.options.batchSize ?? DEFAULT_BATCH_SIZE);
+    const events = readCommitted(db, after, this.batchSize);
     const read: SharedRead = { after, events };
     this.lastRead.set(source, read);
     events.then(
@@ -334,7 +342,7 @@ export class ProjectionRunner {
   /** Logs, once per episode, a follower this process owns going over its lag budget in a source, and coming back. */
   private async watchLag(): Promise<void> {
     for (const [name, held] of this.held) {
-      const budget = this.options.budgets.get(name) ?? 2_000;
+      const budget = this.budgetOf(name);
       for (const [source, at] of held.sources) {
         const projection = checkpointName(name, source);
         try {

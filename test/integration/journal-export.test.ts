@@ -15,6 +15,8 @@ const INBOX_PREFIX = '_INBOX.export_test';
 
 let nats: PrivateNatsServer;
 let nc: NatsConnection;
+/** A second connection, watching the export's inbox. */
+let watcher: NatsConnection;
 /** Every acknowledgement JetStream sends the export, seen from a second connection. */
 let acks: Subscription;
 let acked = 0;
@@ -22,13 +24,18 @@ let acked = 0;
 beforeAll(async () => {
   nats = await startNats();
   nc = await connect({ servers: nats.url });
-  const watcher = await connect({ servers: nats.url });
-  acks = watcher.subscribe(`${INBOX_PREFIX}.>`, { callback: () => (acked += 1) });
+  watcher = await connect({ servers: nats.url });
+  acks = watcher.subscribe(`${INBOX_PREFIX}.>`, {
+    callback: () => {
+      acked += 1;
+    },
+  });
   await watcher.flush();
 });
 
 afterAll(async () => {
   acks?.unsubscribe();
+  await watcher?.close();
   await nc?.close();
   await nats?.stop();
 });
@@ -67,10 +74,16 @@ async function ackedReaches(count: number): Promise<number> {
   return acked;
 }
 
+/** A relay publishing on this file's inbox prefix, its stream made and its inbox subscribed. */
+async function preparedRelay(): Promise<JournalExport> {
+  const relay = new JournalExport(nc, INBOX_PREFIX);
+  await relay.prepare();
+  return relay;
+}
+
 describe('the export publishing a batch', () => {
   it('stores a fresh batch once, in order, asking JetStream for two acknowledgements', async () => {
-    const relay = new JournalExport(nc, INBOX_PREFIX);
-    await relay.prepare();
+    const relay = await preparedRelay();
     const events = batch('a-1', 1, 50);
     await relay.apply(events);
     expect(await ackedReaches(2)).toBe(2);
@@ -78,8 +91,7 @@ describe('the export publishing a batch', () => {
   });
 
   it('publishes a batch again message by message when it begins with repeats (a relay that crashed before its checkpoint)', async () => {
-    const relay = new JournalExport(nc, INBOX_PREFIX);
-    await relay.prepare();
+    const relay = await preparedRelay();
     const published = batch('b-1', 1, 20);
     await relay.apply(published);
     expect(await ackedReaches(2)).toBe(2);
@@ -98,8 +110,7 @@ describe('the export publishing a batch', () => {
     // A stream that refuses large messages: one in the middle of the batch is not stored, while
     // its first and last are.
     await jsm.streams.add({ name: JOURNAL_STREAM, subjects: [`${JOURNAL_SUBJECT_PREFIX}.>`], storage: StorageType.File, max_msg_size: 2_000 });
-    const relay = new JournalExport(nc, INBOX_PREFIX);
-    await relay.prepare();
+    const relay = await preparedRelay();
     const events = [...batch('c-1', 1, 5), fed('c-1', 6, { note: 'x'.repeat(4_000) }), ...batch('c-1', 7, 5)];
     await expect(relay.apply(events)).rejects.toThrow(/JetStream refused a message/);
     // The runner publishes the batch again from its checkpoint: still refused, nothing taken as done.
@@ -109,8 +120,7 @@ describe('the export publishing a batch', () => {
   });
 
   it('stores small batches with an acknowledgement per message', async () => {
-    const relay = new JournalExport(nc, INBOX_PREFIX);
-    await relay.prepare();
+    const relay = await preparedRelay();
     const events = batch('d-1', 1, 2);
     await relay.apply(events);
     expect(await ackedReaches(2)).toBe(2);
